@@ -1,0 +1,169 @@
+"""Typed device configuration: one TOML file per device, validated at start-up.
+
+Every field has a description; misspelt keys are errors. ``load_config`` raises
+``ConfigError`` whose ``problems`` read ``section.key: what is wrong (got VALUE)``.
+Some sections may be changed from the hub through the twin (``REMOTE_SECTIONS``);
+identity and broker settings may not.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge import contract
+from edge.errors import ConfigError
+
+#: exit status of a service started with a bad config (sysexits EX_CONFIG); units list it in
+#: RestartPreventExitStatus= so systemd does not restart-loop on it
+EXIT_BAD_CONFIG = 78
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DeviceSection(Section):
+    id: str = Field(description="device id: MQTT username and certificate CN, e.g. 'field-03'")
+    role: contract.Role = Field(description="which appliance this device runs")
+    location: str = Field("", max_length=200, description="where it stands, shown at the hub")
+    data_dir: Path = Field(
+        Path("/var/lib/mimamori"), description="writable directory for the outbox and state"
+    )
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        try:
+            return contract.check_device_id(v)
+        except contract.ContractError as e:
+            raise ValueError(str(e)) from None
+
+
+class TlsSection(Section):
+    ca_file: Path = Field(description="CA certificate that signed the broker's certificate")
+    cert_file: Path | None = Field(None, description="this device's client certificate")
+    key_file: Path | None = Field(None, description="this device's private key")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttSection(Section):
+    host: str = Field("localhost", min_length=1, description="broker host name or address")
+    port: int = Field(8883, ge=1, le=65535, description="broker port")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds")
+    username: str | None = Field(None, description="MQTT user name; defaults to device.id")
+    password_file: Path | None = Field(None, description="file holding this device's password")
+    tls: TlsSection | None = Field(None, description="TLS settings; omit only on loopback")
+    reconnect_min_s: float = Field(1.0, gt=0, le=60, description="first reconnect delay")
+    reconnect_max_s: float = Field(120.0, gt=0, le=3600, description="longest reconnect delay")
+
+
+class TelemetrySection(Section):
+    interval_s: float = Field(60.0, ge=1, le=3600, description="seconds between health reports")
+
+
+class OutboxSection(Section):
+    max_mb: float = Field(
+        64.0, gt=0, le=4096, description="size cap; low-priority rows are dropped first"
+    )
+    inflight: int = Field(20, ge=1, le=1000, description="events published but not yet acked")
+
+
+class SimSection(Section):
+    event_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="seconds between simulated events"
+    )
+
+
+class DeviceConfig(Section):
+    device: DeviceSection = Field(description="identity")
+    mqtt: MqttSection = Field(default_factory=MqttSection, description="link to the hub")  # type: ignore[arg-type]
+    telemetry: TelemetrySection = Field(default_factory=TelemetrySection)  # type: ignore[arg-type]
+    outbox: OutboxSection = Field(default_factory=OutboxSection)  # type: ignore[arg-type]
+    sim: SimSection | None = Field(
+        None, description="simulated app for demos: publishes notices instead of real work"
+    )
+
+    @property
+    def username(self) -> str:
+        return self.mqtt.username or self.device.id
+
+
+#: sections the hub may change through twin/desired
+REMOTE_SECTIONS = frozenset({"telemetry", "outbox", "sim"})
+
+
+def _problems(err: ValidationError) -> list[str]:
+    return contract.format_validation(err).split("; ")
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> DeviceConfig:
+    try:
+        return DeviceConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(source, _problems(e)) from None
+
+
+def load_config(path: Path | str) -> DeviceConfig:
+    """Read and validate a device TOML file; relative paths inside resolve from its folder."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(str(path), ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), [f"cannot read: {e}"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(path), [f"not valid TOML: {e}"]) from None
+    cfg = parse_config(data, str(path))
+    return _resolve_paths(cfg, path.parent)
+
+
+def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base / p)
+
+    cfg.device.data_dir = fix(cfg.device.data_dir) or cfg.device.data_dir
+    cfg.mqtt.password_file = fix(cfg.mqtt.password_file)
+    if cfg.mqtt.tls:
+        tls = cfg.mqtt.tls
+        tls.ca_file = fix(tls.ca_file) or tls.ca_file
+        tls.cert_file, tls.key_file = fix(tls.cert_file), fix(tls.key_file)
+    return cfg
+
+
+def apply_patch(cfg: DeviceConfig, patch: dict[str, Any]) -> DeviceConfig:
+    """Return ``cfg`` with the twin's sections merged in, validated as a whole.
+
+    Raises ConfigError (and leaves ``cfg`` untouched) if the patch touches a section the hub
+    may not change or if any resulting value is invalid.
+    """
+    bad = sorted(set(patch) - REMOTE_SECTIONS)
+    if bad:
+        raise ConfigError(
+            "twin/desired",
+            [f"{k}: cannot be changed remotely (allowed: {', '.join(sorted(REMOTE_SECTIONS))})"
+             for k in bad],
+        )
+    merged = cfg.model_dump()
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **copy.deepcopy(value)}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return parse_config(merged, "twin/desired")
+
+
+def remote_view(cfg: DeviceConfig) -> dict[str, Any]:
+    """The remotely changeable sections, as reported in twin/reported."""
+    dumped = cfg.model_dump(mode="json")
+    return {k: dumped[k] for k in sorted(REMOTE_SECTIONS) if dumped.get(k) is not None}

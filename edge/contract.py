@@ -1,0 +1,340 @@
+"""The MQTT contract (v1): topic builders and payload schemas.
+
+This is the one module that both device code (``edge``, ``kiosk``) and the hub import.
+Everything else on either side stays private to its side.
+
+Topics live under ``mimamori/v1/{dev}/...``; the device id is the MQTT username (and the
+certificate CN), always at the third level so one ACL pattern covers the whole fleet.
+Payloads are UTF-8 JSON objects with ``v`` (schema version) and ``ts`` (UTC, ISO 8601).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ROOT = "mimamori/v1"
+SCHEMA_VERSION = 1
+HUB_STATE = f"{ROOT}/hub/state"
+
+#: device ids: lower-case letters, digits and dashes; "hub" is the hub's own tree
+DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+KIND_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+#: largest payload the hub accepts on any topic (an event may carry a downscaled snapshot)
+MAX_EVENT_BYTES = 512 * 1024
+MAX_OTHER_BYTES = 64 * 1024
+
+Role = Literal["wildlife", "ridership", "kiosk"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def check_device_id(dev: str) -> str:
+    if dev == "hub" or not DEVICE_ID_RE.match(dev):
+        raise ContractError(
+            f"device id {dev!r}: expected 1-63 of a-z, 0-9 and '-', starting with a letter "
+            "or digit, and not 'hub'"
+        )
+    return dev
+
+
+class ContractError(ValueError):
+    """A topic or payload that breaks the contract; the message names the topic and field."""
+
+
+# -- topic builders ---------------------------------------------------------------------
+
+
+def _t(dev: str, *rest: str) -> str:
+    return "/".join((ROOT, check_device_id(dev), *rest))
+
+
+def state(dev: str) -> str:
+    return _t(dev, "state")
+
+
+def birth(dev: str) -> str:
+    return _t(dev, "birth")
+
+
+def tele(dev: str) -> str:
+    return _t(dev, "tele")
+
+
+def event(dev: str, kind: str) -> str:
+    if not KIND_RE.match(kind):
+        raise ContractError(f"event kind {kind!r}: expected 'app.name', e.g. 'wildlife.sighting'")
+    return _t(dev, "event", kind)
+
+
+def twin_desired(dev: str) -> str:
+    return _t(dev, "twin", "desired")
+
+
+def twin_reported(dev: str) -> str:
+    return _t(dev, "twin", "reported")
+
+
+def cmd(dev: str, name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ContractError(f"command name {name!r}: expected a-z, 0-9 and '-'")
+    return _t(dev, "cmd", name)
+
+
+def reply(dev: str, name: str) -> str:
+    return _t(dev, "reply", name)
+
+
+def job(dev: str, job_id: str) -> str:
+    return _t(dev, "jobs", job_id)
+
+
+def job_status(dev: str, job_id: str) -> str:
+    return _t(dev, "jobs", job_id, "status")
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A parsed device topic: ``mimamori/v1/{dev}/{channel}[/{rest}]``."""
+
+    dev: str
+    channel: str
+    rest: str = ""
+
+
+_CHANNEL_DEPTH = {
+    "state": 0,
+    "birth": 0,
+    "tele": 0,
+    "event": 1,
+    "twin": 1,
+    "cmd": 1,
+    "reply": 1,
+    "jobs": (1, 2),
+}
+
+
+def parse_topic(topic: str) -> Topic:
+    """Split a device topic; raise ContractError naming the topic and what was expected."""
+    parts = topic.split("/")
+    if len(parts) < 4 or "/".join(parts[:2]) != ROOT:
+        raise ContractError(f"topic {topic!r}: expected {ROOT}/<device>/<channel>[/...]")
+    dev, channel, rest = parts[2], parts[3], parts[4:]
+    try:
+        check_device_id(dev)
+    except ContractError as e:
+        raise ContractError(f"topic {topic!r}: {e}") from None
+    depth = _CHANNEL_DEPTH.get(channel)
+    if depth is None:
+        raise ContractError(f"topic {topic!r}: unknown channel {channel!r}")
+    allowed = depth if isinstance(depth, tuple) else (depth,)
+    if len(rest) not in allowed:
+        raise ContractError(
+            f"topic {topic!r}: channel {channel!r} takes {' or '.join(map(str, allowed))} "
+            f"more level(s), got {len(rest)}"
+        )
+    if channel == "twin" and rest[0] not in ("desired", "reported"):
+        raise ContractError(f"topic {topic!r}: expected twin/desired or twin/reported")
+    if channel == "event" and not KIND_RE.match(rest[0]):
+        raise ContractError(f"topic {topic!r}: event kind {rest[0]!r} is not 'app.name'")
+    if channel == "jobs" and len(rest) == 2 and rest[1] != "status":
+        raise ContractError(f"topic {topic!r}: expected jobs/<id> or jobs/<id>/status")
+    return Topic(dev, channel, "/".join(rest))
+
+
+# -- payload schemas --------------------------------------------------------------------
+
+
+class Payload(BaseModel):
+    """Base of every payload: schema version and UTC timestamp; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = Field(SCHEMA_VERSION, description="schema version")
+    ts: datetime = Field(default_factory=utcnow, description="UTC time the payload was made")
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, ts: datetime) -> datetime:
+        if ts.tzinfo is None:
+            raise ValueError("timestamp must carry a UTC offset (e.g. 2026-01-01T00:00:00Z)")
+        return ts
+
+    def dumps(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+
+class StatePayload(Payload):
+    online: bool = Field(description="true in the birth state, false in the Last Will")
+    bdseq: int = Field(ge=0, description="birth/death sequence; a will older than the birth is stale")
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(max_length=100)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class BirthPayload(Payload):
+    role: Role
+    bdseq: int = Field(ge=0)
+    sw_version: str = Field(max_length=50)
+    model: ModelInfo | None = None
+    config_version: int = Field(ge=0, description="twin version of the config in force (0 = file)")
+    boot_id: str = Field(max_length=64)
+    capabilities: list[str] = Field(default_factory=list, max_length=50)
+    location: str = Field("", max_length=200)
+
+
+class TelePayload(Payload):
+    cpu_temp_c: float | None = None
+    load1: float = Field(ge=0)
+    mem_used_pct: float = Field(ge=0, le=100)
+    rss_mb: float = Field(ge=0)
+    disk_free_mb: float = Field(ge=0)
+    uptime_s: float = Field(ge=0)
+    outbox_depth: int = Field(ge=0)
+    outbox_dropped: int = Field(0, ge=0)
+    fps: float | None = Field(None, ge=0)
+    inference_ms: float | None = Field(None, ge=0)
+
+
+class Priority(IntEnum):
+    """Outbox priority: under the size cap low rows go first; alarms are never dropped."""
+
+    LOW = 0
+    NORMAL = 1
+    ALARM = 2
+
+
+class NoticeData(BaseModel):
+    """``device.notice``: something an operator should see (disk full, camera lost...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    level: Literal["info", "warning", "error"]
+    message: str = Field(max_length=2000)
+
+
+#: per event kind, the schema of ``data``; each app registers its kinds here
+EVENT_DATA: dict[str, type[BaseModel]] = {
+    "device.notice": NoticeData,
+}
+
+
+class EventPayload(Payload):
+    id: str = Field(pattern=r"^[0-9a-f]{32}$", description="unique per device (uuid4 hex)")
+    seq: int = Field(ge=1, description="persisted, monotonic per device")
+    kind: str = Field(pattern=KIND_RE.pattern)
+    prio: Priority = Priority.NORMAL
+    hist: bool = Field(False, description="true when replayed from the outbox, not sent live")
+    created: datetime = Field(description="when the device recorded the event")
+    data: dict[str, Any]
+
+    def checked_data(self) -> BaseModel:
+        schema = EVENT_DATA.get(self.kind)
+        if schema is None:
+            raise ContractError(f"event kind {self.kind!r} is not in the contract")
+        return schema.model_validate(self.data)
+
+
+class TwinDesired(Payload):
+    version: int = Field(ge=1)
+    config: dict[str, Any] = Field(description="config sections to change, e.g. {'telemetry': {...}}")
+
+
+class TwinReported(Payload):
+    version: int = Field(ge=0, description="version applied, or the version refused when error")
+    applied: bool
+    error: str | None = Field(None, max_length=4000)
+    config: dict[str, Any] | None = None
+
+
+class CommandRequest(Payload):
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class CommandReply(Payload):
+    name: str
+    ok: bool
+    result: dict[str, Any] | None = None
+    error: str | None = Field(None, max_length=4000)
+
+
+class HubState(Payload):
+    online: bool
+
+
+_CHANNEL_SCHEMA: dict[tuple[str, str], type[Payload]] = {
+    ("state", ""): StatePayload,
+    ("birth", ""): BirthPayload,
+    ("tele", ""): TelePayload,
+    ("twin", "desired"): TwinDesired,
+    ("twin", "reported"): TwinReported,
+    ("reply", ""): CommandReply,
+}
+
+
+def schema_for(t: Topic) -> type[Payload]:
+    if t.channel == "event":
+        return EventPayload
+    if t.channel == "cmd":
+        return CommandRequest
+    key = (t.channel, t.rest if t.channel == "twin" else "")
+    try:
+        return _CHANNEL_SCHEMA[key]
+    except KeyError:
+        raise ContractError(f"no payload schema for channel {t.channel!r}") from None
+
+
+def decode(topic: str, raw: bytes) -> tuple[Topic, Payload]:
+    """Parse a topic and validate its payload; ContractError says what was wrong and where."""
+    t = parse_topic(topic)
+    limit = MAX_EVENT_BYTES if t.channel == "event" else MAX_OTHER_BYTES
+    if len(raw) > limit:
+        raise ContractError(f"topic {topic!r}: payload of {len(raw)} bytes exceeds {limit}")
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ContractError(f"topic {topic!r}: payload is not UTF-8 JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise ContractError(f"topic {topic!r}: payload must be a JSON object")
+    schema = schema_for(t)
+    try:
+        payload = schema.model_validate(obj)
+        if isinstance(payload, EventPayload):
+            if payload.kind != t.rest:
+                raise ContractError(
+                    f"topic {topic!r}: payload kind {payload.kind!r} differs from the topic"
+                )
+            payload.checked_data()
+    except ValidationError as e:
+        raise ContractError(f"topic {topic!r}: {format_validation(e)}") from None
+    except ContractError as e:
+        raise ContractError(str(e) if topic in str(e) else f"topic {topic!r}: {e}") from None
+    return t, payload
+
+
+def format_validation(err: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``a.b: message (got VALUE)``."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        got = repr(e.get("input"))
+        if len(got) > 60:
+            got = got[:57] + "..."
+        lines.append(f"{loc or '(root)'}: {e['msg']} (got {got})")
+    return "; ".join(lines)

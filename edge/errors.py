@@ -1,0 +1,28 @@
+"""Exceptions raised by device code.
+
+    MimamoriError
+     ├── ConfigError (+ ValueError)     a device config file or twin patch is invalid
+     └── OutboxError (+ RuntimeError)   the store-and-forward database cannot be used
+
+Wire-format problems raise ``edge.contract.ContractError`` (a ``ValueError``), which lives in
+the contract module because the hub raises it too.
+"""
+
+from __future__ import annotations
+
+
+class MimamoriError(Exception):
+    """Base of every error raised by mimamori device code."""
+
+
+class ConfigError(MimamoriError, ValueError):
+    """A config file or twin patch failed validation; ``problems`` has one line per field."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class OutboxError(MimamoriError, RuntimeError):
+    """The outbox database could not be opened or written."""

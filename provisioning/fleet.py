@@ -1,0 +1,189 @@
+"""A fleet directory: the broker's config, the hub's and every device's credentials.
+
+Layout (the directory is the fleet's secret: keep it on the city-hall admin machine)::
+
+    FLEET/fleet.toml              broker address the devices and hub use
+    FLEET/inventory.json          every device ever issued, with role and revocation
+    FLEET/broker/                 mosquitto.conf, passwd (hashed), acl, data/
+    FLEET/hub/hub.toml            hub config (broker account, database, web address)
+    FLEET/devices/NAME/device.toml and password
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from edge import contract
+from edge.config import parse_config
+from edge.errors import ConfigError
+from provisioning.broker import HUB_USER, write_broker_files
+
+
+class FleetError(ConfigError):
+    """The fleet directory is missing, damaged, or the request conflicts with it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("fleet", [message])
+
+
+@dataclass
+class Fleet:
+    root: Path
+
+    # -- creation ------------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        root: Path,
+        *,
+        broker_host: str = "localhost",
+        port: int = 1883,
+        bind: str = "127.0.0.1",
+        web_port: int = 8080,
+        broker_user: str | None = None,
+    ) -> Fleet:
+        root = root.resolve()
+        if (root / "fleet.toml").exists():
+            raise FleetError(f"{root} already holds a fleet (fleet.toml exists)")
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
+        broker: dict[str, Any] = {"host": broker_host, "port": port, "bind": bind}
+        if broker_user:
+            broker["user"] = broker_user
+        settings = {"broker": broker}
+        (root / "fleet.toml").write_text(tomli_w.dumps(settings))
+        (root / "inventory.json").write_text(json.dumps({"devices": {}}, indent=2))
+        fleet = cls(root)
+        hub_dir = root / "hub"
+        hub_dir.mkdir(exist_ok=True)
+        _write_secret(hub_dir / "password", secrets.token_urlsafe(24))
+        hub_toml = {
+            "mqtt": {
+                "host": broker_host,
+                "port": port,
+                "username": HUB_USER,
+                "password_file": "password",
+            },
+            "store": {"url": f"sqlite:///{hub_dir / 'hub.db'}"},
+            "web": {"bind": "127.0.0.1", "port": web_port},
+        }
+        (hub_dir / "hub.toml").write_text(tomli_w.dumps(hub_toml))
+        fleet.write_broker()
+        return fleet
+
+    @classmethod
+    def open(cls, root: Path) -> Fleet:
+        root = root.resolve()
+        if not (root / "fleet.toml").is_file():
+            raise FleetError(f"{root}: not a fleet directory (run `mimamori provision init`)")
+        return cls(root)
+
+    # -- accessors -----------------------------------------------------------------------
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return tomllib.loads((self.root / "fleet.toml").read_text())
+
+    @property
+    def broker_conf(self) -> Path:
+        return self.root / "broker" / "mosquitto.conf"
+
+    @property
+    def hub_config(self) -> Path:
+        return self.root / "hub" / "hub.toml"
+
+    def device_config(self, name: str) -> Path:
+        return self.root / "devices" / name / "device.toml"
+
+    def inventory(self) -> dict[str, dict[str, Any]]:
+        data: dict[str, dict[str, Any]] = json.loads(
+            (self.root / "inventory.json").read_text()
+        )["devices"]
+        return data
+
+    def _save_inventory(self, devices: dict[str, dict[str, Any]]) -> None:
+        tmp = self.root / "inventory.json.tmp"
+        tmp.write_text(json.dumps({"devices": devices}, indent=2, sort_keys=True))
+        tmp.replace(self.root / "inventory.json")
+
+    # -- devices -------------------------------------------------------------------------
+
+    def add_device(
+        self,
+        name: str,
+        role: str,
+        *,
+        location: str = "",
+        data_dir: Path | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Path:
+        """Issue credentials for ``name``, write its device.toml, record it; return the file."""
+        try:
+            contract.check_device_id(name)
+        except contract.ContractError as e:
+            raise FleetError(str(e)) from None
+        devices = self.inventory()
+        if name in devices:
+            raise FleetError(f"device {name!r} already exists in the inventory")
+        dev_dir = self.root / "devices" / name
+        dev_dir.mkdir(parents=True, exist_ok=True)
+        _write_secret(dev_dir / "password", secrets.token_urlsafe(24))
+        broker = self.settings["broker"]
+        cfg: dict[str, Any] = {
+            "device": {
+                "id": name,
+                "role": role,
+                "location": location,
+                "data_dir": str(data_dir or dev_dir / "data"),
+            },
+            "mqtt": {"host": broker["host"], "port": broker["port"], "password_file": "password"},
+            **(extra or {}),
+        }
+        parse_config(cfg, f"device {name}")  # refuse to write a config the device would reject
+        self.device_config(name).write_text(tomli_w.dumps(cfg))
+        devices[name] = {
+            "role": role,
+            "location": location,
+            "issued": datetime.now(UTC).isoformat(timespec="seconds"),
+            "revoked": None,
+        }
+        self._save_inventory(devices)
+        self.write_broker()
+        return self.device_config(name)
+
+    def revoke(self, name: str) -> None:
+        devices = self.inventory()
+        if name not in devices:
+            raise FleetError(f"device {name!r} is not in the inventory")
+        devices[name]["revoked"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self._save_inventory(devices)
+        self.write_broker()
+
+    def write_broker(self) -> Path:
+        broker = self.settings["broker"]
+        passwords = {HUB_USER: (self.root / "hub" / "password").read_text().strip()}
+        for name, info in self.inventory().items():
+            if not info.get("revoked"):
+                passwords[name] = (self.root / "devices" / name / "password").read_text().strip()
+        return write_broker_files(
+            self.root / "broker",
+            port=broker["port"],
+            bind=broker["bind"],
+            passwords=passwords,
+            user=broker.get("user"),
+        )
+
+
+def _write_secret(path: Path, value: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(value + "\n")
