@@ -86,9 +86,9 @@ class SimSection(Section):
 
 class DeviceConfig(Section):
     device: DeviceSection = Field(description="identity")
-    mqtt: MqttSection = Field(default_factory=MqttSection, description="link to the hub")  # type: ignore[arg-type]
-    telemetry: TelemetrySection = Field(default_factory=TelemetrySection)  # type: ignore[arg-type]
-    outbox: OutboxSection = Field(default_factory=OutboxSection)  # type: ignore[arg-type]
+    mqtt: MqttSection = Field(default_factory=MqttSection, description="link to the hub")
+    telemetry: TelemetrySection = Field(default_factory=TelemetrySection)
+    outbox: OutboxSection = Field(default_factory=OutboxSection)
     sim: SimSection | None = Field(
         None, description="simulated app for demos: publishes notices instead of real work"
     )
@@ -151,8 +151,10 @@ def apply_patch(cfg: DeviceConfig, patch: dict[str, Any]) -> DeviceConfig:
     if bad:
         raise ConfigError(
             "twin/desired",
-            [f"{k}: cannot be changed remotely (allowed: {', '.join(sorted(REMOTE_SECTIONS))})"
-             for k in bad],
+            [
+                f"{k}: cannot be changed remotely (allowed: {', '.join(sorted(REMOTE_SECTIONS))})"
+                for k in bad
+            ],
         )
     merged = cfg.model_dump()
     for key, value in patch.items():

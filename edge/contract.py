@@ -164,7 +164,7 @@ class Payload(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    v: Literal[1] = Field(SCHEMA_VERSION, description="schema version")
+    v: Literal[1] = Field(1, description="schema version (SCHEMA_VERSION)")
     ts: datetime = Field(default_factory=utcnow, description="UTC time the payload was made")
 
     @field_validator("ts")
@@ -180,7 +180,9 @@ class Payload(BaseModel):
 
 class StatePayload(Payload):
     online: bool = Field(description="true in the birth state, false in the Last Will")
-    bdseq: int = Field(ge=0, description="birth/death sequence; a will older than the birth is stale")
+    bdseq: int = Field(
+        ge=0, description="birth/death sequence; a will older than the birth is stale"
+    )
 
 
 class ModelInfo(BaseModel):
@@ -253,7 +255,9 @@ class EventPayload(Payload):
 
 class TwinDesired(Payload):
     version: int = Field(ge=1)
-    config: dict[str, Any] = Field(description="config sections to change, e.g. {'telemetry': {...}}")
+    config: dict[str, Any] = Field(
+        description="config sections to change, e.g. {'telemetry': {...}}"
+    )
 
 
 class TwinReported(Payload):

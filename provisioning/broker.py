@@ -43,9 +43,7 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
     """Hash ``password`` as ``mosquitto_passwd`` does (``$7$`` PBKDF2-SHA512)."""
     salt = salt or os.urandom(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, _PBKDF2_ITERATIONS)
-    return "$7${}${}${}".format(
-        _PBKDF2_ITERATIONS, base64.b64encode(salt).decode(), base64.b64encode(digest).decode()
-    )
+    return f"$7${_PBKDF2_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
 def render_conf(

@@ -105,9 +105,9 @@ class Fleet:
         return self.root / "devices" / name / "device.toml"
 
     def inventory(self) -> dict[str, dict[str, Any]]:
-        data: dict[str, dict[str, Any]] = json.loads(
-            (self.root / "inventory.json").read_text()
-        )["devices"]
+        data: dict[str, dict[str, Any]] = json.loads((self.root / "inventory.json").read_text())[
+            "devices"
+        ]
         return data
 
     def _save_inventory(self, devices: dict[str, dict[str, Any]]) -> None:

@@ -42,7 +42,9 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
 class MosquittoProcess:
     """A broker process; ``stop()`` is a clean shutdown (state saved), ``kill()`` is not."""
 
-    def __init__(self, conf: Path, port: int, host: str = "127.0.0.1", log_file: Path | None = None):
+    def __init__(
+        self, conf: Path, port: int, host: str = "127.0.0.1", log_file: Path | None = None
+    ):
         self.conf, self.port, self.host = conf, port, host
         self.log_file = log_file or conf.with_name("mosquitto.log")
         self.proc: subprocess.Popen[bytes] | None = None

@@ -1,0 +1,235 @@
+"""The device service: config + outbox + link + the role's app, wired in one ``build``.
+
+An app receives an ``Emitter`` (the one way to record an event) and is driven by
+``step()`` calls from the service loop; it never touches MQTT or the outbox itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from edge import health
+from edge.config import DeviceConfig, apply_patch, remote_view
+from edge.contract import Priority
+from edge.link import Link
+from edge.outbox import Outbox, Row
+
+log = logging.getLogger(__name__)
+
+SW_VERSION = "0.1.0"
+
+
+class Emitter:
+    """Records app events durably in the outbox and wakes the link to send them."""
+
+    def __init__(self, outbox: Outbox, link: Link) -> None:
+        self._outbox, self._link = outbox, link
+
+    def __call__(self, kind: str, data: dict[str, Any], prio: Priority = Priority.NORMAL) -> Row:
+        ready = self._link.connected and self._link.hub_online
+        row = self._outbox.put(kind, data, prio=prio, offline=not ready)
+        self._link.wake()
+        return row
+
+
+class App(Protocol):
+    """What the service drives: ``step`` is called about every 100 ms."""
+
+    def step(self, now: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class SimApp:
+    """A stand-in app for demos: records a ``device.notice`` every few seconds."""
+
+    emit: Emitter
+    interval_s: float
+    _next: float = 0.0
+    _count: int = 0
+
+    def step(self, now: float) -> None:
+        if now >= self._next:
+            self._next = now + self.interval_s
+            self._count += 1
+            self.emit("device.notice", {"level": "info", "message": f"sample {self._count}"})
+
+    def close(self) -> None:
+        pass
+
+
+AppFactory = Callable[[DeviceConfig, Emitter], App | None]
+
+
+def default_app(cfg: DeviceConfig, emit: Emitter) -> App | None:
+    if cfg.sim is not None:
+        return SimApp(emit, cfg.sim.event_interval_s)
+    return None
+
+
+class Service:
+    def __init__(
+        self,
+        cfg: DeviceConfig,
+        *,
+        app_factory: AppFactory = default_app,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_cfg = cfg
+        self.cfg = cfg
+        self.clock = clock
+        self.boot_id = uuid.uuid4().hex
+        self.data_dir = Path(cfg.device.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._twin_file = self.data_dir / "twin.json"
+        self.outbox = Outbox(self.data_dir / "outbox.sqlite", max_bytes=_mb(cfg.outbox.max_mb))
+        self.link = Link(
+            cfg,
+            self.outbox,
+            birth=self._birth,
+            on_desired=self._apply_desired,
+            commands={
+                "ping": self._cmd_ping,
+                "snapshot-config": self._cmd_snapshot_config,
+                "restart-app": self._cmd_restart_app,
+            },
+        )
+        self.emit = Emitter(self.outbox, self.link)
+        self._app_factory = app_factory
+        self._restore_twin()
+        self.app: App | None = None
+        self._app_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._started = clock()
+        self.fps: float | None = None
+        self.inference_ms: float | None = None
+
+    # -- twin ----------------------------------------------------------------------------
+
+    def _restore_twin(self) -> None:
+        try:
+            saved = json.loads(self._twin_file.read_text())
+            self._set_cfg(apply_patch(self.base_cfg, saved["config"]))
+            self.link.twin_version = int(saved["version"])
+            log.info("restored twin config version %d", self.link.twin_version)
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("ignoring saved twin config %s: %s", self._twin_file, e)
+
+    def _apply_desired(self, version: int, patch: dict[str, Any]) -> dict[str, Any]:
+        new = apply_patch(self.base_cfg, patch)  # raises ConfigError: old config stays
+        tmp = self._twin_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"version": version, "config": patch}))
+        tmp.replace(self._twin_file)
+        restart = new.sim != self.cfg.sim
+        self._set_cfg(new)
+        if restart:
+            self.restart_app()
+        log.info("applied twin config version %d", version)
+        return remote_view(new)
+
+    def _set_cfg(self, cfg: DeviceConfig) -> None:
+        self.cfg = cfg
+        self.link.cfg = cfg
+        self.outbox.max_bytes = _mb(cfg.outbox.max_mb)
+
+    def _birth(self) -> dict[str, Any]:
+        return {
+            "role": self.cfg.device.role,
+            "sw_version": SW_VERSION,
+            "model": None,
+            "config_version": self.link.twin_version,
+            "boot_id": self.boot_id,
+            "capabilities": ["twin", "cmd"],
+            "location": self.cfg.device.location,
+        }
+
+    # -- commands ------------------------------------------------------------------------
+
+    def _cmd_ping(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "pong": True,
+            "uptime_s": round(self.clock() - self._started, 1),
+            "host": platform.node(),
+        }
+
+    def _cmd_snapshot_config(self, args: dict[str, Any]) -> dict[str, Any]:
+        dumped = self.cfg.model_dump(mode="json")
+        dumped["mqtt"].pop("password_file", None)
+        return {"config_version": self.link.twin_version, "config": dumped}
+
+    def _cmd_restart_app(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.restart_app()
+        return {"restarted": self.app is not None}
+
+    def restart_app(self) -> None:
+        with self._app_lock:
+            if self.app is not None:
+                self.app.close()
+            self.app = self._app_factory(self.cfg, self.emit)
+
+    # -- running -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.link.start()
+        self.restart_app()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, tick_s: float = 0.1) -> None:
+        """Run until stop() or SIGTERM; then stop cleanly (death certificate, close db)."""
+        self.start()
+        next_tele = self.clock()
+        try:
+            while not self._stop.is_set():
+                now = self.clock()
+                with self._app_lock:
+                    if self.app is not None:
+                        self.app.step(now)
+                if now >= next_tele:
+                    next_tele = now + self.cfg.telemetry.interval_s
+                    self.send_tele()
+                self._stop.wait(tick_s)
+        finally:
+            with self._app_lock:
+                if self.app is not None:
+                    self.app.close()
+            self.link.stop()
+            self.outbox.close()
+
+    def send_tele(self) -> None:
+        self.link.publish_tele(
+            health.sample(
+                self.data_dir,
+                outbox_depth=self.outbox.depth(),
+                outbox_dropped=self.outbox.dropped(),
+                fps=self.fps,
+                inference_ms=self.inference_ms,
+            )
+        )
+
+
+def _mb(value: float) -> int:
+    return int(value * 2**20)
+
+
+def install_signal_handlers(service: Service) -> None:
+    def _stop(signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        service.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
