@@ -1,0 +1,162 @@
+"""Device link against a real Mosquitto running the generated fleet config."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge import contract
+from edge.config import load_config
+from edge.service import Service
+from provisioning.fleet import Fleet
+from provisioning.mosquitto import MosquittoProcess
+from tests.conftest import add_device
+from tests.mqtt_probe import Probe, wait_until
+
+
+class Running:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.thread = threading.Thread(target=service.run, daemon=True)
+
+    def __enter__(self) -> Service:
+        self.thread.start()
+        return self.service
+
+    def __exit__(self, *exc: object) -> None:
+        self.service.stop()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def cfg_path(fleet: Fleet, broker: MosquittoProcess) -> Path:
+    return add_device(fleet, broker, "field-01", "wildlife", location="north field")
+
+
+@pytest.fixture
+def service(cfg_path: Path) -> Iterator[Running]:
+    yield Running(Service(load_config(cfg_path)))
+
+
+def notice(i: int) -> dict[str, str]:
+    return {"level": "info", "message": f"n{i}"}
+
+
+def test_birth_state_and_clean_death(service: Running, hub_probe: Probe) -> None:
+    with service as svc:
+        wait_until(lambda: hub_probe.on("field-01/birth"), what="birth")
+        state = contract.StatePayload.model_validate_json(
+            hub_probe.on("field-01/state")[-1].payload
+        )
+        birth = contract.BirthPayload.model_validate_json(
+            hub_probe.on("field-01/birth")[-1].payload
+        )
+        assert state.online
+        assert birth.role == "wildlife" and birth.location == "north field"
+        assert birth.bdseq == state.bdseq == svc.link.bdseq
+    last = contract.StatePayload.model_validate_json(hub_probe.on("field-01/state")[-1].payload)
+    assert last.online is False and last.bdseq == birth.bdseq
+
+
+def test_events_wait_for_hub_then_arrive_in_seq_order(service: Running, hub_probe: Probe) -> None:
+    hub_probe.set_hub(False)
+    with service as svc:
+        wait_until(lambda: svc.link.connected, what="link")
+        for i in range(50):
+            svc.emit("device.notice", notice(i))
+        wait_until(lambda: not svc.link.hub_online, what="hub offline seen")
+        assert hub_probe.events("field-01") == []  # held while the hub is offline
+        hub_probe.set_hub(True)
+        wait_until(lambda: len(hub_probe.events("field-01")) >= 50, what="50 events")
+        events = hub_probe.events("field-01")
+        assert [e.seq for e in events] == list(range(1, 51))
+        assert all(e.hist for e in events)  # recorded while the hub was away
+        wait_until(lambda: svc.outbox.depth() == 0, what="outbox drained after PUBACK")
+
+
+def test_broker_down_events_queue_on_disk_then_deliver_in_order(
+    service: Running, hub_probe: Probe, broker: MosquittoProcess
+) -> None:
+    with service as svc:
+        wait_until(lambda: svc.link.hub_online, what="hub online")
+        for i in range(10):
+            svc.emit("device.notice", notice(i))
+        wait_until(lambda: svc.outbox.depth() == 0, what="first drain")
+        hub_probe.stop()
+        broker.stop()
+        wait_until(lambda: not svc.link.connected, what="link down")
+        for i in range(10, 300):
+            svc.emit("device.notice", notice(i))
+        assert svc.outbox.depth() == 290
+        broker.start()
+        probe = Probe(broker.host, broker.port, hub_probe.username, hub_probe.password).start()
+        try:
+            wait_until(lambda: len(probe.events("field-01")) >= 290, 20, "backlog delivered")
+            seqs = [e.seq for e in probe.events("field-01")]
+            assert seqs == sorted(seqs) and set(range(11, 301)) <= set(seqs)
+            wait_until(lambda: svc.outbox.depth() == 0, what="outbox empty")
+        finally:
+            probe.stop()
+
+
+def test_twin_invalid_value_is_reported_and_old_config_kept(
+    service: Running, hub_probe: Probe, cfg_path: Path
+) -> None:
+    def reported() -> list[contract.TwinReported]:
+        return [
+            contract.TwinReported.model_validate_json(m.payload)
+            for m in hub_probe.on("field-01/twin/reported")
+        ]
+
+    def desire(version: int, config: dict) -> None:
+        hub_probe.client.publish(
+            contract.twin_desired("field-01"),
+            contract.TwinDesired(version=version, config=config).dumps(),
+            qos=1,
+            retain=True,
+        )
+
+    with service as svc:
+        wait_until(lambda: svc.link.connected, what="link")
+        desire(1, {"telemetry": {"interval_s": 0}})
+        rep = wait_until(reported, what="reported")[-1]
+        assert rep.version == 1 and not rep.applied
+        assert "telemetry.interval_s" in (rep.error or "") and "(got 0)" in (rep.error or "")
+        assert svc.cfg.telemetry.interval_s == 60  # old config still in force
+        desire(2, {"telemetry": {"interval_s": 7}})
+        wait_until(lambda: len(reported()) >= 2, what="second report")
+        rep = reported()[-1]
+        assert rep.applied and rep.version == 2
+        assert rep.config is not None and rep.config["telemetry"] == {"interval_s": 7.0}
+        assert svc.cfg.telemetry.interval_s == 7 and svc.link.twin_version == 2
+    # the applied twin survives a restart of the device process
+    again = Service(load_config(cfg_path))
+    assert again.cfg.telemetry.interval_s == 7 and again.link.twin_version == 2
+    again.outbox.close()
+
+
+def test_commands_reply_with_correlation_data(service: Running, hub_probe: Probe) -> None:
+    with service as svc:
+        wait_until(lambda: svc.link.connected, what="link")
+        corr = hub_probe.command("field-01", "ping")
+        bad = hub_probe.command("field-01", "self-destruct")
+        snap = hub_probe.command("field-01", "snapshot-config")
+
+        def reply(c: bytes) -> contract.CommandReply | None:
+            for m in (
+                hub_probe.on("field-01/reply/ping")
+                + hub_probe.on("field-01/reply/self-destruct")
+                + hub_probe.on("field-01/reply/snapshot-config")
+            ):
+                if getattr(m.properties, "CorrelationData", None) == c:
+                    return contract.CommandReply.model_validate_json(m.payload)
+            return None
+
+        assert wait_until(lambda: reply(corr), what="ping reply").result["pong"] is True
+        refused = wait_until(lambda: reply(bad), what="unknown command reply")
+        assert not refused.ok and "unknown command 'self-destruct'" in (refused.error or "")
+        config = wait_until(lambda: reply(snap), what="snapshot reply").result["config"]
+        assert config["device"]["id"] == "field-01" and "password_file" not in config["mqtt"]
