@@ -1,0 +1,94 @@
+"""`mimamori provision`: create a fleet, issue and revoke devices."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edge.config import EXIT_BAD_CONFIG
+from provisioning.fleet import Fleet, FleetError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "provision",
+        help="create a fleet, issue and revoke devices",
+        description="Fleet provisioning. A fleet directory holds the broker config, the hub's "
+        "account and every device's credentials: keep it on the admin machine.",
+    )
+    psub = p.add_subparsers(dest="provision_command", metavar="ACTION")
+    psub.required = True
+
+    init = psub.add_parser(
+        "init",
+        help="create a new fleet directory",
+        description="Create FLEET with a broker config (anonymous access off, "
+        "per-device accounts, pattern ACL) and the hub's account.",
+    )
+    init.add_argument("dir", type=Path, help="fleet directory to create")
+    init.add_argument(
+        "--broker-host",
+        default="localhost",
+        help="broker address as the devices reach it (default: %(default)s)",
+    )
+    init.add_argument("--port", type=int, default=1883, help="broker port (default: %(default)s)")
+    init.add_argument(
+        "--bind", default="127.0.0.1", help="address the broker listens on (default: %(default)s)"
+    )
+    init.set_defaults(func=_init)
+
+    dev = psub.add_parser(
+        "device",
+        help="issue a device's credentials and config",
+        description="Issue credentials for NAME, write FLEET/devices/NAME/"
+        "device.toml and add it to the broker's accounts (reload the broker "
+        "afterwards: systemctl reload mosquitto).",
+    )
+    dev.add_argument("name", help="device id, e.g. field-03 (a-z, 0-9, '-')")
+    dev.add_argument("--role", required=True, choices=["wildlife", "ridership", "kiosk"])
+    dev.add_argument("--location", default="", help="where it stands, shown at the hub")
+    dev.add_argument("--fleet", type=Path, default=Path("."), help="fleet directory (default: .)")
+    dev.set_defaults(func=_device)
+
+    rev = psub.add_parser(
+        "revoke",
+        help="refuse a device at the broker",
+        description="Mark NAME revoked and drop its broker account; reload "
+        "the broker to apply (other sessions stay connected).",
+    )
+    rev.add_argument("name")
+    rev.add_argument("--fleet", type=Path, default=Path("."), help="fleet directory (default: .)")
+    rev.set_defaults(func=_revoke)
+
+
+def _init(args: argparse.Namespace) -> int:
+    try:
+        fleet = Fleet.init(args.dir, broker_host=args.broker_host, port=args.port, bind=args.bind)
+    except FleetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    print(f"fleet created in {fleet.root}")
+    print(f"  broker config: {fleet.broker_conf}")
+    print(f"  hub config:    {fleet.hub_config}")
+    return 0
+
+
+def _device(args: argparse.Namespace) -> int:
+    try:
+        path = Fleet.open(args.fleet).add_device(args.name, args.role, location=args.location)
+    except FleetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    print(f"device {args.name} issued: {path}")
+    return 0
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    try:
+        Fleet.open(args.fleet).revoke(args.name)
+    except FleetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    print(f"device {args.name} revoked; reload the broker to apply")
+    return 0

@@ -1,0 +1,142 @@
+"""`mimamori demo`: a whole fleet on one machine.
+
+Provisions a local fleet (once, in ``var/demo`` by default), starts Mosquitto with the
+generated config, the hub, and one simulated device per role, then prints the URL to open.
+Every piece is the real program started as its own process; Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from provisioning.fleet import Fleet
+from provisioning.mosquitto import BrokerNotFound, MosquittoProcess, wait_port
+
+log = logging.getLogger(__name__)
+
+DEMO_DEVICES = [
+    ("field-01", "wildlife", "North paddy, Kamiyama"),
+    ("bus-01", "ridership", "Route 3 bus, front door"),
+    ("kiosk-01", "kiosk", "Shimo branch office"),
+]
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run broker, hub and simulated devices locally",
+        description="Start a local Mosquitto, the hub and simulated devices (one per role), "
+        "all on loopback, and print the URL of the fleet page. Ctrl-C stops everything.",
+    )
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("var/demo"),
+        help="where the demo fleet lives (default: %(default)s)",
+    )
+    p.add_argument("--port", type=int, default=18830, help="broker port (default: %(default)s)")
+    p.add_argument("--web-port", type=int, default=8080, help="hub web port (default: %(default)s)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=0,
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
+    p.set_defaults(func=run)
+
+
+def provision(root: Path, port: int, web_port: int) -> Fleet:
+    if (root / "fleet.toml").exists():
+        fleet = Fleet.open(root)
+        if fleet.settings["broker"]["port"] == port:
+            return fleet
+        log.info("demo fleet in %s uses another port: making a new one", root)
+        import shutil
+
+        shutil.rmtree(root)
+    fleet = Fleet.init(
+        root,
+        broker_host="127.0.0.1",
+        port=port,
+        web_port=web_port,
+        broker_user="root" if os.geteuid() == 0 else getpass.getuser(),
+    )
+    for name, role, location in DEMO_DEVICES:
+        fleet.add_device(
+            name,
+            role,
+            location=location,
+            extra={"telemetry": {"interval_s": 10}, "sim": {"event_interval_s": 20}},
+        )
+    return fleet
+
+
+def run(args: argparse.Namespace) -> int:
+    fleet = provision(args.dir, args.port, args.web_port)
+    logs = fleet.root / "logs"
+    logs.mkdir(exist_ok=True)
+    try:
+        broker = MosquittoProcess(fleet.broker_conf, args.port, log_file=logs / "mosquitto.log")
+        broker.start()
+    except BrokerNotFound as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    procs: list[subprocess.Popen[bytes]] = []
+    exe = [sys.executable, "-m", "edge.cli"]
+
+    def spawn(name: str, *argv: str) -> None:
+        with (logs / f"{name}.log").open("ab") as out:
+            procs.append(subprocess.Popen([*exe, *argv], stdout=out, stderr=subprocess.STDOUT))
+
+    stopping = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        spawn("hub", "hub", "--config", str(fleet.hub_config))
+        web_port = args.web_port
+        wait_port("127.0.0.1", web_port, timeout=20)
+        for name, _, _ in DEMO_DEVICES:
+            spawn(name, "device", "run", str(fleet.device_config(name)))
+        print(f"\nmimamori demo is running: open http://127.0.0.1:{web_port}/\n")
+        print(f"  fleet directory: {fleet.root}")
+        print(f"  logs:            {logs}/")
+        print("  devices:         " + ", ".join(n for n, _, _ in DEMO_DEVICES))
+        print("\nPress Ctrl-C to stop.", flush=True)
+        deadline = time.monotonic() + args.duration if args.duration else None
+        while not stopping and (deadline is None or time.monotonic() < deadline):
+            for proc in procs:
+                if proc.poll() is not None:
+                    print(
+                        f"error: {' '.join(proc.args[3:])} exited with {proc.returncode}; "  # type: ignore[index]
+                        f"see {logs}",
+                        file=sys.stderr,
+                    )
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except TimeoutError as e:
+        print(f"error: the hub did not start ({e}); see {logs / 'hub.log'}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping...", file=sys.stderr)
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        broker.stop()

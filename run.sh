@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# mimamori developer entry point.
+#   ./run.sh demo [ARGS]   local broker + hub + simulated devices; prints the URL to open
+#   ./run.sh test [ARGS]   lint, type checks and the whole test suite (ARGS go to pytest)
+# Both install what they need first: Debian packages (mosquitto; postgresql for the tests),
+# a virtualenv in .venv and the Python dependencies.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_install() {
+    local missing=()
+    for spec in "$@"; do
+        local pkg=${spec%%:*} probe=${spec#*:}
+        [ -e "$probe" ] || command -v "$probe" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+            echo "error: need Debian packages: ${missing[*]}; install them as root:" >&2
+            echo "  apt-get install -y ${missing[*]}" >&2
+            exit 1
+        fi
+    fi
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null 2>&1; then
+        "${sudo[@]}" apt-get update -q >/dev/null
+        "${sudo[@]}" apt-get install -y -q "${missing[@]}" >/dev/null || {
+            echo "error: could not install ${missing[*]} with apt-get" >&2; exit 1; }
+    fi
+}
+
+venv() {
+    local extra=$1
+    if [ ! -x .venv/bin/python ]; then
+        python3 -m venv .venv 2>/dev/null || {
+            apt_install python3-venv:/usr/share/doc/python3-venv
+            rm -rf .venv && python3 -m venv .venv; }
+    fi
+    local stamp=".venv/.installed-$extra"
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+        say "installing Python dependencies into .venv"
+        .venv/bin/python -m pip install -q --upgrade pip
+        .venv/bin/python -m pip install -q -e ".[$extra]"
+        touch "$stamp"
+    fi
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+    demo)
+        apt_install mosquitto:/usr/sbin/mosquitto
+        venv postgres
+        exec .venv/bin/mimamori demo "$@"
+        ;;
+    test)
+        apt_install mosquitto:/usr/sbin/mosquitto mosquitto-clients:mosquitto_pub \
+            postgresql:/usr/lib/postgresql
+        venv test
+        say "ruff"
+        .venv/bin/ruff check .
+        .venv/bin/ruff format --check .
+        say "mypy"
+        .venv/bin/mypy
+        say "pytest"
+        set +e
+        .venv/bin/python -m pytest "$@"
+        rc=$?
+        set -e
+        if [ $rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi
+        exit $rc
+        ;;
+    *)
+        sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac
