@@ -17,7 +17,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def fleet_and_broker(devices: list[tuple[str, str]] = ()) -> tuple[Fleet, MosquittoProcess]:
+def fleet_and_broker(
+    devices: tuple[tuple[str, str], ...] = (),
+) -> tuple[Fleet, MosquittoProcess]:
     root = Path(tempfile.mkdtemp(prefix="mimamori-bench-")) / "fleet"
     fleet = Fleet.init(
         root,

@@ -35,7 +35,7 @@ def main() -> int:
     ap.add_argument("--inflight", type=int, default=100)
     args = ap.parse_args()
 
-    fleet, broker = fleet_and_broker([("field-01", "wildlife")])
+    fleet, broker = fleet_and_broker((("field-01", "wildlife"),))
     cfg_path = fleet.device_config("field-01")
     cfg_path.write_text(cfg_path.read_text() + f"\n[outbox]\ninflight = {args.inflight}\n")
     cfg = load_config(cfg_path)
@@ -55,7 +55,8 @@ def main() -> int:
             received += 1
 
     hub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    hub.username_pw_set("hub", (fleet.root / "hub" / "password").read_text().strip())
+    h = fleet.root / "hub"
+    hub.tls_set(ca_certs=str(h / "ca.crt"), certfile=str(h / "hub.crt"), keyfile=str(h / "hub.key"))
     hub.on_message = on_message
     hub.connect(broker.host, broker.port)
     hub.subscribe("mimamori/v1/+/event/+", qos=1)

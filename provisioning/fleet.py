@@ -3,16 +3,17 @@
 Layout (the directory is the fleet's secret: keep it on the city-hall admin machine)::
 
     FLEET/fleet.toml              broker address the devices and hub use
-    FLEET/inventory.json          every device ever issued, with role and revocation
-    FLEET/broker/                 mosquitto.conf, passwd (hashed), acl, data/
-    FLEET/hub/hub.toml            hub config (broker account, database, web address)
-    FLEET/devices/NAME/device.toml and password
+    FLEET/inventory.json          every device ever issued, with role, serial and revocation
+    FLEET/ca/                     ca.crt, ca.key (never leaves this directory), crl.pem
+    FLEET/broker/                 mosquitto.conf, acl, server.crt/.key, data/
+    FLEET/hub/                    hub.toml, hub.crt/.key, ca.crt
+    FLEET/devices/NAME/           device.toml, device.crt/.key, ca.crt
 """
 
 from __future__ import annotations
 
 import json
-import secrets
+import shutil
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from edge import contract
 from edge.config import parse_config
 from edge.errors import ConfigError
 from provisioning.broker import HUB_USER, write_broker_files
+from provisioning.pki import Authority, serial_of
 
 
 class FleetError(ConfigError):
@@ -63,15 +65,21 @@ class Fleet:
         (root / "fleet.toml").write_text(tomli_w.dumps(settings))
         (root / "inventory.json").write_text(json.dumps({"devices": {}}, indent=2))
         fleet = cls(root)
+        ca = Authority.create(root / "ca")
+        ca.issue(
+            "broker",
+            root / "broker" / "server.key",
+            root / "broker" / "server.crt",
+            server_names=sorted({broker_host, "localhost", "127.0.0.1"}),
+        )
         hub_dir = root / "hub"
-        hub_dir.mkdir(exist_ok=True)
-        _write_secret(hub_dir / "password", secrets.token_urlsafe(24))
+        fleet._issue_client(HUB_USER, hub_dir, "hub")
         hub_toml = {
             "mqtt": {
                 "host": broker_host,
                 "port": port,
                 "username": HUB_USER,
-                "password_file": "password",
+                "tls": {"ca_file": "ca.crt", "cert_file": "hub.crt", "key_file": "hub.key"},
             },
             "store": {"url": f"sqlite:///{hub_dir / 'hub.db'}"},
             "web": {"bind": "127.0.0.1", "port": web_port},
@@ -100,6 +108,16 @@ class Fleet:
     @property
     def hub_config(self) -> Path:
         return self.root / "hub" / "hub.toml"
+
+    @property
+    def ca(self) -> Authority:
+        return Authority(self.root / "ca")
+
+    def _issue_client(self, cn: str, folder: Path, stem: str) -> int:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.ca.issue(cn, folder / f"{stem}.key", folder / f"{stem}.crt")
+        shutil.copyfile(self.ca.cert_file, folder / "ca.crt")
+        return serial_of(folder / f"{stem}.crt")
 
     def device_config(self, name: str) -> Path:
         return self.root / "devices" / name / "device.toml"
@@ -135,8 +153,7 @@ class Fleet:
         if name in devices:
             raise FleetError(f"device {name!r} already exists in the inventory")
         dev_dir = self.root / "devices" / name
-        dev_dir.mkdir(parents=True, exist_ok=True)
-        _write_secret(dev_dir / "password", secrets.token_urlsafe(24))
+        serial = self._issue_client(name, dev_dir, "device")
         broker = self.settings["broker"]
         cfg: dict[str, Any] = {
             "device": {
@@ -145,7 +162,11 @@ class Fleet:
                 "location": location,
                 "data_dir": str(data_dir or dev_dir / "data"),
             },
-            "mqtt": {"host": broker["host"], "port": broker["port"], "password_file": "password"},
+            "mqtt": {
+                "host": broker["host"],
+                "port": broker["port"],
+                "tls": {"ca_file": "ca.crt", "cert_file": "device.crt", "key_file": "device.key"},
+            },
             **(extra or {}),
         }
         parse_config(cfg, f"device {name}")  # refuse to write a config the device would reject
@@ -154,6 +175,7 @@ class Fleet:
             "role": role,
             "location": location,
             "issued": datetime.now(UTC).isoformat(timespec="seconds"),
+            "serial": str(serial),
             "revoked": None,
         }
         self._save_inventory(devices)
@@ -166,24 +188,17 @@ class Fleet:
             raise FleetError(f"device {name!r} is not in the inventory")
         devices[name]["revoked"] = datetime.now(UTC).isoformat(timespec="seconds")
         self._save_inventory(devices)
+        self.ca.write_crl([int(d["serial"]) for d in devices.values() if d.get("revoked")])
         self.write_broker()
 
     def write_broker(self) -> Path:
         broker = self.settings["broker"]
-        passwords = {HUB_USER: (self.root / "hub" / "password").read_text().strip()}
-        for name, info in self.inventory().items():
-            if not info.get("revoked"):
-                passwords[name] = (self.root / "devices" / name / "password").read_text().strip()
+        revoked = [name for name, info in self.inventory().items() if info.get("revoked")]
         return write_broker_files(
             self.root / "broker",
+            self.root / "ca",
             port=broker["port"],
             bind=broker["bind"],
-            passwords=passwords,
+            revoked=revoked,
             user=broker.get("user"),
         )
-
-
-def _write_secret(path: Path, value: str) -> None:
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text(value + "\n")

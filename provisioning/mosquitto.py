@@ -83,7 +83,7 @@ class MosquittoProcess:
         self.proc = None
 
     def reload(self) -> None:
-        """SIGHUP: re-read password file and ACL without dropping other sessions."""
+        """SIGHUP: re-read the ACL, CRL and certificates without dropping other sessions."""
         if self.proc:
             self.proc.send_signal(signal.SIGHUP)
 

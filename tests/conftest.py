@@ -12,6 +12,7 @@ import pytest
 
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
+from tests.mqtt_probe import Identity, Probe, client, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
@@ -46,61 +47,48 @@ def broker(fleet: Fleet) -> Iterator[MosquittoProcess]:
 FAST_LINK = {"keepalive_s": 5, "reconnect_min_s": 0.05, "reconnect_max_s": 0.5}
 
 
-def device_password(fleet: Fleet, name: str) -> str:
-    return (fleet.root / "devices" / name / "password").read_text().strip()
+def device_identity(fleet: Fleet, name: str) -> Identity:
+    folder = fleet.root / "devices" / name
+    return Identity(str(folder / "ca.crt"), str(folder / "device.crt"), str(folder / "device.key"))
 
 
-def hub_password(fleet: Fleet) -> str:
-    return (fleet.root / "hub" / "password").read_text().strip()
+def hub_identity(fleet: Fleet) -> Identity:
+    folder = fleet.root / "hub"
+    return Identity(str(folder / "ca.crt"), str(folder / "hub.crt"), str(folder / "hub.key"))
 
 
 def add_device(
     fleet: Fleet,
-    broker: MosquittoProcess | None,
     name: str,
     role: str = "wildlife",
     location: str = "",
     **sections: dict[str, object],
 ) -> Path:
-    """Issue a device with a fast-reconnect link; reload a running broker so it may log in."""
+    """Issue a device with a fast-reconnect link (its certificate needs no broker reload)."""
     cfg = fleet.add_device(name, role, location=location, extra=dict(sections))
     text = cfg.read_text()
     fast = "".join(f"{k} = {v}\n" for k, v in FAST_LINK.items())
     cfg.write_text(text.replace("[mqtt]\n", "[mqtt]\n" + fast, 1))
-    if broker is not None and broker.running:
-        broker.reload()
-        _wait_login(broker, name, device_password(fleet, name))
     return cfg
 
 
-def _wait_login(broker: MosquittoProcess, user: str, password: str) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from tests.mqtt_probe import wait_until
-
-    def ok() -> bool:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        c.username_pw_set(user, password)
-        try:
-            c.connect(broker.host, broker.port)
-            c.loop_start()
-            good = wait_until(c.is_connected, 1, "login")
-        except (OSError, AssertionError):
-            good = False
-        finally:
-            c.loop_stop()
-            c.disconnect()
-        return bool(good)
-
-    wait_until(ok, 10, f"broker to accept {user}")
+def can_connect(broker: MosquittoProcess, identity: Identity) -> bool:
+    """True if the broker accepts a session with this identity."""
+    c = client(identity)
+    try:
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        return bool(wait_until(c.is_connected, 2, "connection"))
+    except (OSError, AssertionError):
+        return False
+    finally:
+        c.loop_stop()
+        c.disconnect()
 
 
 @pytest.fixture
-def hub_probe(fleet: Fleet, broker: MosquittoProcess) -> Iterator[object]:
+def hub_probe(fleet: Fleet, broker: MosquittoProcess) -> Iterator[Probe]:
     """A plain MQTT client logged in as the hub: marks the hub online, records everything."""
-    from tests.mqtt_probe import Probe
-
-    probe = Probe(broker.host, broker.port, "hub", hub_password(fleet)).start()
+    probe = Probe(broker.host, broker.port, hub_identity(fleet)).start()
     yield probe
     probe.stop()

@@ -27,18 +27,31 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "cond
         time.sleep(0.02)
 
 
+@dataclass(frozen=True)
+class Identity:
+    """A client certificate issued by the fleet CA (the CN is the MQTT user name)."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+
+
+def client(identity: Identity) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.tls_set(ca_certs=identity.ca_file, certfile=identity.cert_file, keyfile=identity.key_file)
+    return c
+
+
 @dataclass
 class Probe:
     host: str
     port: int
-    username: str
-    password: str
+    identity: Identity
     messages: list[mqtt.MQTTMessage] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, subscribe: str = "mimamori/v1/#", hub_online: bool | None = True) -> Probe:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self.client.username_pw_set(self.username, self.password)
+        self.client = client(self.identity)
         self.client.on_message = self._on_message
         connected = threading.Event()
         self.client.on_connect = lambda *a: connected.set()
