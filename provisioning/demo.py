@@ -89,12 +89,12 @@ def run(args: argparse.Namespace) -> int:
     except BrokerNotFound as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     exe = [sys.executable, "-m", "edge.cli"]
 
     def spawn(name: str, *argv: str) -> None:
         with (logs / f"{name}.log").open("ab") as out:
-            procs.append(subprocess.Popen([*exe, *argv], stdout=out, stderr=subprocess.STDOUT))
+            procs[name] = subprocess.Popen([*exe, *argv], stdout=out, stderr=subprocess.STDOUT)
 
     stopping = False
 
@@ -117,11 +117,11 @@ def run(args: argparse.Namespace) -> int:
         print("\nPress Ctrl-C to stop.", flush=True)
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stopping and (deadline is None or time.monotonic() < deadline):
-            for proc in procs:
+            for name, proc in procs.items():
                 if proc.poll() is not None:
+                    log_file = logs / f"{name}.log"
                     print(
-                        f"error: {' '.join(proc.args[3:])} exited with {proc.returncode}; "  # type: ignore[index]
-                        f"see {logs}",
+                        f"error: {name} exited with status {proc.returncode}; see {log_file}",
                         file=sys.stderr,
                     )
                     return 1
@@ -132,9 +132,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         print("stopping...", file=sys.stderr)
-        for proc in reversed(procs):
+        for proc in reversed(list(procs.values())):
             proc.terminate()
-        for proc in procs:
+        for proc in procs.values():
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
