@@ -31,6 +31,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 #: largest payload the hub accepts on any topic (an event may carry a downscaled snapshot)
 MAX_EVENT_BYTES = 512 * 1024
 MAX_OTHER_BYTES = 64 * 1024
+MAX_JOB_BYTES = 2 * 1024 * 1024 - 4096  # under the broker's max_packet_size
 
 Role = Literal["wildlife", "ridership", "kiosk"]
 
@@ -282,6 +283,55 @@ class HubState(Payload):
     online: bool
 
 
+class ModelManifest(BaseModel):
+    """What a model update promises; signed by the fleet's Ed25519 model-signing key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="model slot, e.g. 'monkey'"
+    )
+    version: int = Field(ge=1, description="monotonic per name; a lower one is a downgrade")
+    min_version: int = Field(0, ge=0, description="devices below this may not keep an older model")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=1, le=512 * 1024 * 1024)
+    issued: datetime
+    expires: datetime
+
+    def canonical(self) -> bytes:
+        """The exact bytes that are signed: sorted-key compact JSON."""
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+        ).encode()
+
+
+class SignedManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    manifest: ModelManifest
+    signature: str = Field(max_length=200, description="base64 Ed25519 signature of canonical()")
+
+
+JOB_ID_RE = r"^[a-z0-9][a-z0-9-]{0,63}$"
+
+JobState = Literal["QUEUED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED", "CANCELED"]
+
+
+class JobDocument(Payload):
+    """A long job for one device (AWS IoT Jobs style); retained on ``jobs/{id}``."""
+
+    job_id: str = Field(pattern=JOB_ID_RE)
+    operation: Literal["model-update"]
+    update: SignedManifest
+    model_b64: str | None = Field(None, description="the model inline (small models only)")
+    url: str | None = Field(None, max_length=500, description="where to fetch larger models")
+
+
+class JobStatus(Payload):
+    job_id: str = Field(pattern=JOB_ID_RE)
+    status: JobState
+    reason: str | None = Field(None, max_length=2000)
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 _CHANNEL_SCHEMA: dict[tuple[str, str], type[Payload]] = {
     ("state", ""): StatePayload,
     ("birth", ""): BirthPayload,
@@ -295,6 +345,8 @@ _CHANNEL_SCHEMA: dict[tuple[str, str], type[Payload]] = {
 def schema_for(t: Topic) -> type[Payload]:
     if t.channel == "event":
         return EventPayload
+    if t.channel == "jobs":
+        return JobStatus if t.rest.endswith("/status") else JobDocument
     if t.channel == "cmd":
         return CommandRequest
     key = (t.channel, t.rest if t.channel == "twin" else "")
@@ -307,7 +359,7 @@ def schema_for(t: Topic) -> type[Payload]:
 def decode(topic: str, raw: bytes) -> tuple[Topic, Payload]:
     """Parse a topic and validate its payload; ContractError says what was wrong and where."""
     t = parse_topic(topic)
-    limit = MAX_EVENT_BYTES if t.channel == "event" else MAX_OTHER_BYTES
+    limit = {"event": MAX_EVENT_BYTES, "jobs": MAX_JOB_BYTES}.get(t.channel, MAX_OTHER_BYTES)
     if len(raw) > limit:
         raise ContractError(f"topic {topic!r}: payload of {len(raw)} bytes exceeds {limit}")
     try:
