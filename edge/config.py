@@ -78,6 +78,13 @@ class OutboxSection(Section):
     inflight: int = Field(20, ge=1, le=1000, description="events published but not yet acked")
 
 
+class UpdatesSection(Section):
+    public_key_file: Path = Field(
+        description="the fleet's Ed25519 model-signing public key (PEM); updates signed by "
+        "anything else are rejected"
+    )
+
+
 class SimSection(Section):
     event_interval_s: float = Field(
         5.0, gt=0, le=3600, description="seconds between simulated events"
@@ -89,6 +96,9 @@ class DeviceConfig(Section):
     mqtt: MqttSection = Field(default_factory=MqttSection, description="link to the hub")
     telemetry: TelemetrySection = Field(default_factory=TelemetrySection)
     outbox: OutboxSection = Field(default_factory=OutboxSection)
+    updates: UpdatesSection | None = Field(
+        None, description="signed model updates; without it every update job is rejected"
+    )
     sim: SimSection | None = Field(
         None, description="simulated app for demos: publishes notices instead of real work"
     )
@@ -134,6 +144,10 @@ def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
 
     cfg.device.data_dir = fix(cfg.device.data_dir) or cfg.device.data_dir
     cfg.mqtt.password_file = fix(cfg.mqtt.password_file)
+    if cfg.updates:
+        cfg.updates.public_key_file = (
+            fix(cfg.updates.public_key_file) or cfg.updates.public_key_file
+        )
     if cfg.mqtt.tls:
         tls = cfg.mqtt.tls
         tls.ca_file = fix(tls.ca_file) or tls.ca_file

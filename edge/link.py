@@ -71,6 +71,7 @@ class Link:
         birth: Callable[[], dict[str, Any]],
         on_desired: TwinHandler,
         commands: dict[str, CommandHandler],
+        on_job: Callable[[contract.JobDocument], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.cfg = cfg
@@ -79,6 +80,8 @@ class Link:
         self._birth = birth
         self._on_desired = on_desired
         self._commands = commands
+        self._on_job = on_job
+        self._job_states: dict[str, contract.JobStatus] = {}
         self._rng = rng or random.Random()
         self.stats = LinkStats()
         self.twin_version = 0
@@ -145,6 +148,18 @@ class Link:
         client = self._client
         if client is not None and self._connected.is_set():
             client.publish(contract.twin_reported(self.dev), reported.dumps(), qos=1, retain=True)
+
+    def report_job(self, status: contract.JobStatus) -> None:
+        """Publish a job's state (retained); kept and republished on reconnect if offline."""
+        self._job_states[status.job_id] = status
+        client = self._client
+        if client is not None and self._connected.is_set():
+            self._publish_job_status(client, status)
+
+    def _publish_job_status(self, client: mqtt.Client, status: contract.JobStatus) -> None:
+        client.publish(
+            contract.job_status(self.dev, status.job_id), status.dumps(), qos=1, retain=True
+        )
 
     # -- connection ----------------------------------------------------------------------
 
@@ -247,9 +262,12 @@ class Link:
             [
                 (contract.twin_desired(self.dev), 1),
                 (contract.cmd(self.dev, "x").rsplit("/", 1)[0] + "/+", 1),
+                (contract.job(self.dev, "+"), 1),
                 (contract.HUB_STATE, 1),
             ]
         )
+        for status in list(self._job_states.values()):  # what happened while offline
+            self._publish_job_status(client, status)
         self._connected.set()
         log.info(
             "connected to %s:%d as %s (bdseq %d)",
@@ -303,6 +321,12 @@ class Link:
                 self._handle_desired(payload)
             elif isinstance(payload, contract.CommandRequest):
                 self._handle_command(client, topic.rest, payload, msg.properties)
+            elif isinstance(payload, contract.JobDocument) and self._on_job is not None:
+                if payload.job_id != topic.rest:
+                    raise contract.ContractError(
+                        f"job id {payload.job_id!r} differs from the topic"
+                    )
+                self._on_job(payload)
         except Exception as e:  # a bad message must never take the link down
             self.stats.bad_messages += 1
             log.warning("ignored message on %s: %s", msg.topic, e)

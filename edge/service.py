@@ -6,6 +6,7 @@ An app receives an ``Emitter`` (the one way to record an event) and is driven by
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge import health
+from edge import contract, health, updates
 from edge.config import DeviceConfig, apply_patch, remote_view
 from edge.contract import Priority
 from edge.link import Link
@@ -104,7 +105,10 @@ class Service:
                 "snapshot-config": self._cmd_snapshot_config,
                 "restart-app": self._cmd_restart_app,
             },
+            on_job=self._on_job,
         )
+        self.models = updates.ModelStore(self.data_dir / "models")
+        self._jobs_file = self.data_dir / "jobs.json"
         self.emit = Emitter(self.outbox, self.link)
         self._app_factory = app_factory
         self._restore_twin()
@@ -149,12 +153,81 @@ class Service:
         return {
             "role": self.cfg.device.role,
             "sw_version": SW_VERSION,
-            "model": None,
+            "model": self._model_info(),
             "config_version": self.link.twin_version,
             "boot_id": self.boot_id,
             "capabilities": ["twin", "cmd"],
             "location": self.cfg.device.location,
         }
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def _finished_jobs(self) -> dict[str, dict[str, Any]]:
+        try:
+            return dict(json.loads(self._jobs_file.read_text()))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _on_job(self, job: contract.JobDocument) -> None:
+        done = self._finished_jobs().get(job.job_id)
+        if done is not None:  # the retained job again, after a reconnect
+            self.link.report_job(contract.JobStatus.model_validate(done))
+            return
+        threading.Thread(
+            target=self._run_job, args=(job,), name=f"job-{job.job_id}", daemon=True
+        ).start()
+
+    def _run_job(self, job: contract.JobDocument) -> None:
+        if self.cfg.updates is None:
+            final = contract.JobStatus(
+                job_id=job.job_id,
+                status="REJECTED",
+                reason="no model-signing key configured ([updates])",
+            )
+            self.link.report_job(final)
+        else:
+            try:
+                key = updates.load_public_key(self.cfg.updates.public_key_file)
+            except (OSError, ValueError) as e:
+                final = contract.JobStatus(
+                    job_id=job.job_id,
+                    status="FAILED",
+                    reason=f"cannot read the model-signing key: {e}",
+                )
+                self.link.report_job(final)
+            else:
+                final = updates.run_job(
+                    job, self.models, key, self.link.report_job, fetch=self._fetch
+                )
+        finished = self._finished_jobs()
+        finished[job.job_id] = final.model_dump(mode="json")
+        tmp = self._jobs_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(finished))
+        tmp.replace(self._jobs_file)
+
+    def _fetch(self, url: str) -> bytes:
+        """Download a model from the hub over HTTPS with this device's certificate."""
+        import ssl
+        import urllib.request
+
+        tls = self.cfg.mqtt.tls
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls else None)
+        if tls and tls.cert_file and tls.key_file:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        with urllib.request.urlopen(url, context=ctx, timeout=60) as resp:  # noqa: S310
+            return bytes(resp.read())
+
+    def _model_info(self) -> dict[str, str] | None:
+        if not self.models.root.is_dir():
+            return None
+        for slot in sorted(self.models.root.iterdir()):
+            current = self.models.current(slot.name)
+            if current is not None:
+                return {
+                    "name": f"{slot.name} v{self.models.installed_version(slot.name)}",
+                    "sha256": hashlib.sha256(current.read_bytes()).hexdigest(),
+                }
+        return None
 
     # -- commands ------------------------------------------------------------------------
 

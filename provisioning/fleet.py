@@ -4,10 +4,11 @@ Layout (the directory is the fleet's secret: keep it on the city-hall admin mach
 
     FLEET/fleet.toml              broker address the devices and hub use
     FLEET/inventory.json          every device ever issued, with role, serial and revocation
-    FLEET/ca/                     ca.crt, ca.key (never leaves this directory), crl.pem
+    FLEET/ca/                     ca.crt, ca.key (never leaves this directory), crl.pem,
+                                  model-signing.key/.pub (Ed25519, signs model updates)
     FLEET/broker/                 mosquitto.conf, acl, server.crt/.key, data/
     FLEET/hub/                    hub.toml, hub.crt/.key, ca.crt
-    FLEET/devices/NAME/           device.toml, device.crt/.key, ca.crt
+    FLEET/devices/NAME/           device.toml, device.crt/.key, ca.crt, model-signing.pub
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from edge.config import parse_config
 from edge.errors import ConfigError
 from provisioning.broker import HUB_USER, write_broker_files
 from provisioning.pki import Authority, serial_of
+from provisioning.signing import create_key
 
 
 class FleetError(ConfigError):
@@ -66,6 +68,7 @@ class Fleet:
         (root / "inventory.json").write_text(json.dumps({"devices": {}}, indent=2))
         fleet = cls(root)
         ca = Authority.create(root / "ca")
+        create_key(root / "ca" / "model-signing.key", root / "ca" / "model-signing.pub")
         ca.issue(
             "broker",
             root / "broker" / "server.key",
@@ -113,6 +116,11 @@ class Fleet:
     def ca(self) -> Authority:
         return Authority(self.root / "ca")
 
+    @property
+    def signing_key(self) -> Path:
+        """The Ed25519 key that signs model updates (never leaves the fleet directory)."""
+        return self.root / "ca" / "model-signing.key"
+
     def _issue_client(self, cn: str, folder: Path, stem: str) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         self.ca.issue(cn, folder / f"{stem}.key", folder / f"{stem}.crt")
@@ -154,6 +162,7 @@ class Fleet:
             raise FleetError(f"device {name!r} already exists in the inventory")
         dev_dir = self.root / "devices" / name
         serial = self._issue_client(name, dev_dir, "device")
+        shutil.copyfile(self.signing_key.with_suffix(".pub"), dev_dir / "model-signing.pub")
         broker = self.settings["broker"]
         cfg: dict[str, Any] = {
             "device": {
@@ -167,6 +176,7 @@ class Fleet:
                 "port": broker["port"],
                 "tls": {"ca_file": "ca.crt", "cert_file": "device.crt", "key_file": "device.key"},
             },
+            "updates": {"public_key_file": "model-signing.pub"},
             **(extra or {}),
         }
         parse_config(cfg, f"device {name}")  # refuse to write a config the device would reject

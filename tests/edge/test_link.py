@@ -160,3 +160,34 @@ def test_commands_reply_with_correlation_data(service: Running, hub_probe: Probe
         assert not refused.ok and "unknown command 'self-destruct'" in (refused.error or "")
         config = wait_until(lambda: reply(snap), what="snapshot reply").result["config"]
         assert config["device"]["id"] == "field-01" and "password_file" not in config["mqtt"]
+
+
+def test_model_update_job_over_mqtt(service: Running, hub_probe: Probe, fleet: Fleet) -> None:
+    import base64
+
+    from provisioning.signing import sign_model
+    from tests.edge.test_updates import tiny_model
+
+    def statuses(job_id: str) -> list[str]:
+        return [
+            contract.JobStatus.model_validate_json(m.payload).status
+            for m in hub_probe.on(f"field-01/jobs/{job_id}/status")
+        ]
+
+    def send(job_id: str, model: bytes, version: int) -> None:
+        doc = contract.JobDocument(
+            job_id=job_id,
+            operation="model-update",
+            update=sign_model(fleet.signing_key, model, name="monkey", version=version),
+            model_b64=base64.b64encode(model).decode(),
+        )
+        hub_probe.client.publish(contract.job("field-01", job_id), doc.dumps(), qos=1, retain=True)
+
+    with service as svc:
+        wait_until(lambda: svc.link.connected, what="link")
+        send("update-1", tiny_model(2.0), 1)
+        wait_until(lambda: "SUCCEEDED" in statuses("update-1"), what="update applied")
+        assert statuses("update-1")[0] == "IN_PROGRESS"
+        send("update-2", tiny_model(3.0), 1)  # same version again: a downgrade attempt
+        wait_until(lambda: "REJECTED" in statuses("update-2"), what="downgrade rejected")
+        assert svc.models.installed_version("monkey") == 1
