@@ -7,12 +7,16 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
 from tests.mqtt_probe import Identity, Probe, client, wait_until
+
+if TYPE_CHECKING:
+    from hub.cli import Hub
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
@@ -92,3 +96,14 @@ def hub_probe(fleet: Fleet, broker: MosquittoProcess) -> Iterator[Probe]:
     probe = Probe(broker.host, broker.port, hub_identity(fleet)).start()
     yield probe
     probe.stop()
+
+
+@pytest.fixture
+def hub(fleet: Fleet, broker: MosquittoProcess) -> Iterator[Hub]:
+    """The real hub (ingest + store on the fleet's SQLite file), pages not served."""
+    from hub.cli import build
+
+    running = build(fleet.hub_config).start(web=False)
+    assert running.ingest.wait_connected(10), "hub could not connect"
+    yield running
+    running.stop()

@@ -1,0 +1,105 @@
+"""`mimamori hub`: ingest plus the staff web pages, in one process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from hub.config import EXIT_BAD_CONFIG, HubConfig, load_hub_config
+from hub.errors import HubConfigError
+from hub.ingest import Ingest
+from hub.store import Store
+from hub.web import create_app
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "hub",
+        help="run the city-hall hub (ingest + staff pages)",
+        description="Subscribe to the fleet's MQTT topics, store what arrives (SQLite or "
+        "PostgreSQL), and serve the staff web pages. Exits 78 on a bad config.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=Path("/etc/mimamori/hub.toml"),
+        help="hub TOML file (default: %(default)s; `mimamori provision init` "
+        "writes FLEET/hub/hub.toml)",
+    )
+    p.add_argument("--no-web", action="store_true", help="ingest only (extra ingest processes)")
+    p.set_defaults(func=run)
+
+
+@dataclass
+class Hub:
+    cfg: HubConfig
+    store: Store
+    ingest: Ingest
+    app: Flask
+    _server: Any = field(default=None, repr=False)
+
+    def start(self, web: bool = True) -> Hub:
+        self.ingest.start()
+        if web:
+            from waitress.server import create_server
+
+            self._server = create_server(
+                self.app,
+                host=self.cfg.web.bind,
+                port=self.cfg.web.port,
+                threads=8,
+                ident="mimamori",
+            )
+            threading.Thread(target=self._server.run, name="web", daemon=True).start()
+            log.info("staff pages on http://%s:%d/", self.cfg.web.bind, self.cfg.web.port)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.ingest.stop()
+        self.store.close()
+
+
+def secret_key(folder: Path) -> bytes:
+    """The session-signing key, made once and kept beside the config (mode 0600)."""
+    path = folder / "web-secret"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def build(config: Path) -> Hub:
+    cfg = load_hub_config(config)
+    store = Store(cfg.store.url).create()
+    ingest = Ingest(cfg, store)
+    return Hub(cfg, store, ingest, create_app(store, ingest, secret_key(config.parent)))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        hub = build(args.config)
+    except HubConfigError as e:
+        log.error("bad config %s", e)
+        return EXIT_BAD_CONFIG
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    hub.start(web=not args.no_web)
+    try:
+        stop.wait()
+    finally:
+        log.info("stopping the hub")
+        hub.stop()
+    return 0

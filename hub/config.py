@@ -1,0 +1,83 @@
+"""Hub configuration (``hub.toml``), validated at start-up like the device config."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.contract import format_validation
+from hub.errors import HubConfigError
+
+#: exit status of the hub started with a bad config (as for devices: sysexits EX_CONFIG)
+EXIT_BAD_CONFIG = 78
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TlsSection(Section):
+    ca_file: Path = Field(description="the fleet CA certificate")
+    cert_file: Path = Field(description="the hub's client certificate (CN = hub)")
+    key_file: Path = Field(description="the hub's private key")
+
+
+class MqttSection(Section):
+    host: str = Field("localhost", description="broker host")
+    port: int = Field(8883, ge=1, le=65535, description="broker port")
+    username: str = Field("hub", description="MQTT user (the certificate CN with TLS)")
+    client_id: str = Field("hub-ingest", description="stable id: the broker queues for it")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive")
+    tls: TlsSection | None = Field(None, description="TLS identity; omit only on loopback")
+
+
+class StoreSection(Section):
+    url: str = Field(
+        "sqlite:///hub.db",
+        description="SQLAlchemy URL: sqlite:///PATH or postgresql+psycopg://user@host/db",
+    )
+
+
+class WebSection(Section):
+    bind: str = Field("127.0.0.1", description="address the staff pages listen on")
+    port: int = Field(8080, ge=1, le=65535, description="port of the staff pages")
+
+
+class IngestSection(Section):
+    batch_max: int = Field(500, ge=1, le=10_000, description="messages per database commit")
+    batch_wait_ms: int = Field(20, ge=0, le=5000, description="wait to fill a batch")
+
+
+class HubConfig(Section):
+    mqtt: MqttSection = Field(default_factory=MqttSection)
+    store: StoreSection = Field(default_factory=StoreSection)
+    web: WebSection = Field(default_factory=WebSection)
+    ingest: IngestSection = Field(default_factory=IngestSection)
+
+
+def load_hub_config(path: Path | str) -> HubConfig:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HubConfigError(str(path), ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise HubConfigError(str(path), [f"cannot read: {e}"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise HubConfigError(str(path), [f"not valid TOML: {e}"]) from None
+    try:
+        cfg = HubConfig.model_validate(data)
+    except ValidationError as e:
+        raise HubConfigError(str(path), format_validation(e).split("; ")) from None
+    base = path.parent
+    if cfg.mqtt.tls:
+        t = cfg.mqtt.tls
+        t.ca_file, t.cert_file, t.key_file = (
+            p if p.is_absolute() else base / p for p in (t.ca_file, t.cert_file, t.key_file)
+        )
+    if cfg.store.url.startswith("sqlite:///") and not cfg.store.url.startswith("sqlite:////"):
+        rel = cfg.store.url.removeprefix("sqlite:///")
+        cfg.store.url = f"sqlite:///{(base / rel).resolve()}"
+    return cfg
