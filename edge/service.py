@@ -273,8 +273,9 @@ class Service:
                     if self.app is not None:
                         self.app.step(now)
                 if now >= next_tele:
-                    next_tele = now + self.cfg.telemetry.interval_s
-                    self.send_tele()
+                    # until the link is up, try again every second rather than every interval
+                    sent = self.send_tele()
+                    next_tele = now + (self.cfg.telemetry.interval_s if sent else 1.0)
                 self._stop.wait(tick_s)
         finally:
             with self._app_lock:
@@ -283,8 +284,8 @@ class Service:
             self.link.stop()
             self.outbox.close()
 
-    def send_tele(self) -> None:
-        self.link.publish_tele(
+    def send_tele(self) -> bool:
+        return self.link.publish_tele(
             health.sample(
                 self.data_dir,
                 outbox_depth=self.outbox.depth(),

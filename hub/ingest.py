@@ -187,6 +187,9 @@ class Ingest:
             log.warning("hub ingest disconnected (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == contract.HUB_STATE:  # our own retained state matches +/state
+            client.ack(msg.mid, msg.qos)
+            return
         corr = getattr(msg.properties, "CorrelationData", None)
         self.counters["received"] += 1
         self._queue.put(

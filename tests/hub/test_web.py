@@ -1,0 +1,94 @@
+"""Staff pages rendered from real stored data; forms publish to a real broker."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from edge import contract
+from edge.config import load_config
+from edge.service import Service
+from hub.cli import Hub
+from hub.web import ago, parse_desired
+from provisioning.fleet import Fleet
+from tests.conftest import add_device
+from tests.mqtt_probe import wait_until
+
+
+@pytest.fixture
+def live(fleet: Fleet, hub: Hub):
+    """A real device service reporting to the real hub."""
+    svc = Service(load_config(add_device(fleet, "field-01", location="North paddy")))
+    t = threading.Thread(target=svc.run, daemon=True)
+    t.start()
+    wait_until(lambda: (hub.store.device("field-01") or {}).get("tele"), 15, "first telemetry")
+    yield svc
+    svc.stop()
+    t.join(10)
+
+
+def test_fleet_page_shows_the_device_with_health_and_status(hub: Hub, live: Service) -> None:
+    live.emit("device.notice", {"level": "warning", "message": "camera lens fogged"})
+    wait_until(lambda: hub.store.count_events() == 1, 10, "event stored")
+    web = hub.app.test_client()
+    page = web.get("/").get_data(as_text=True)
+    assert "field-01" in page and "North paddy" in page and "Monkey watch" in page
+    assert 'class="pill on">online' in page
+    assert "0.1.0" in page  # software version from the birth
+    dev = web.get("/devices/field-01").get_data(as_text=True)
+    assert "camera lens fogged" in dev and "device.notice" in dev
+    assert "Outbox" in dev and "queued" in dev
+    assert web.get("/devices/nobody").status_code == 404
+    api = web.get("/api/devices").get_json()
+    assert api[0]["id"] == "field-01" and api[0]["online"] is True
+
+
+def test_desired_config_form_round_trip(hub: Hub, live: Service) -> None:
+    web = hub.app.test_client()
+    r = web.post("/devices/field-01/desired", data={"config": "[telemetry]\ninterval_s = 0\n"})
+    assert r.status_code == 302
+    wait_until(
+        lambda: (hub.store.device("field-01")["reported"] or {}).get("version") == 1,
+        10,
+        "refusal reported",
+    )
+    page = web.get("/devices/field-01").get_data(as_text=True)
+    assert "Version 1 was refused" in page and "telemetry.interval_s" in page
+    assert live.cfg.telemetry.interval_s == 60
+    web.post("/devices/field-01/desired", data={"config": "[telemetry]\ninterval_s = 15\n"})
+    wait_until(lambda: live.cfg.telemetry.interval_s == 15, 10, "applied on the device")
+    wait_until(lambda: hub.store.device("field-01")["reported"]["applied"], 10, "reported")
+    bad = web.post(
+        "/devices/field-01/desired", data={"config": "[telemetry"}, follow_redirects=True
+    ).get_data(as_text=True)
+    assert "Config not sent: not valid TOML" in bad
+
+
+def test_command_buttons_store_the_reply(hub: Hub, live: Service) -> None:
+    web = hub.app.test_client()
+    web.post("/devices/field-01/command/ping")
+    wait_until(lambda: hub.store.replies("field-01")[0]["replied"], 10, "reply stored")
+    reply = hub.store.replies("field-01")[0]
+    assert reply["ok"] and reply["result"]["pong"] is True
+    assert "pong" in web.get("/devices/field-01").get_data(as_text=True)
+    assert web.post("/devices/field-01/command/format-disk").status_code == 404
+
+
+def test_ingest_page_lists_rejects(hub: Hub) -> None:
+    hub.store.reject("mimamori/v1/x/tele", "schema", "load1: Input should be >= 0")
+    page = hub.app.test_client().get("/ingest").get_data(as_text=True)
+    assert "schema" in page and "load1: Input should be" in page
+
+
+def test_parse_desired_and_ago() -> None:
+    assert parse_desired('{"telemetry": {"interval_s": 5}}') == {"telemetry": {"interval_s": 5}}
+    with pytest.raises(ValueError, match="expected sections"):
+        parse_desired("interval_s = 5")
+    with pytest.raises(ValueError, match="empty"):
+        parse_desired("  ")
+    now = contract.utcnow()
+    from datetime import timedelta
+
+    assert ago(now - timedelta(seconds=200), now) == "3 min"
+    assert ago(None) == "never"
