@@ -1,0 +1,105 @@
+"""The spine end to end: device service → outbox → Mosquitto → hub ingest → store."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from edge.config import load_config
+from edge.service import Service
+from hub.cli import Hub
+from provisioning.fleet import Fleet
+from provisioning.mosquitto import MosquittoProcess
+from tests.conftest import FAST_LINK, add_device
+from tests.edge.test_device_process import DeviceProcess
+from tests.mqtt_probe import wait_until
+
+
+@pytest.fixture
+def service(fleet: Fleet, broker: MosquittoProcess) -> Iterator[Service]:
+    svc = Service(load_config(add_device(fleet, "field-01", outbox={"inflight": 50})))
+    t = threading.Thread(target=svc.run, daemon=True)
+    t.start()
+    yield svc
+    svc.stop()
+    t.join(10)
+
+
+def online(hub: Hub, dev: str) -> bool | None:
+    d = hub.store.device(dev)
+    return None if d is None else bool(d["online"])
+
+
+def test_2000_events_through_3_broker_restarts_stored_exactly_once(
+    service: Service, hub: Hub, broker: MosquittoProcess
+) -> None:
+    wait_until(lambda: service.link.hub_online, 15, "device sees the hub")
+    ids: list[str] = []
+    done = threading.Event()
+
+    def produce() -> None:
+        for i in range(2000):
+            ids.append(service.emit("device.notice", {"level": "info", "message": f"e{i}"}).id)
+            if i % 50 == 0:
+                time.sleep(0.05)  # about 3 s of production, so restarts fall inside it
+        done.set()
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    during = 0
+    for threshold in (300, 800, 1300):
+        wait_until(lambda t=threshold: hub.store.count_events() >= t, 30, f"{threshold} stored")
+        broker.restart()  # clean restart: queued messages persist
+        during += not done.is_set()
+    producer.join(60)
+    assert during >= 2  # the restarts really happened while events were being produced
+    assert done.is_set()
+    wait_until(lambda: hub.store.count_events() >= 2000, 60, "all 2000 stored")
+    stored = hub.store.event_ids("field-01")
+    assert len(stored) == 2000  # exactly once: no duplicates survive the unique key
+    assert {e for e, _ in stored} == set(ids)
+    seqs = [s for _, s in stored]
+    assert seqs == sorted(seqs)  # in seq order per device
+    wait_until(lambda: service.outbox.depth() == 0, 20, "outbox empty")
+
+
+def test_broker_down_events_queue_on_disk_and_arrive_in_order(
+    service: Service, hub: Hub, broker: MosquittoProcess
+) -> None:
+    wait_until(lambda: service.link.hub_online, 15, "device sees the hub")
+    broker.stop()
+    wait_until(lambda: not service.link.connected, 10, "link down")
+    for i in range(500):
+        service.emit("device.notice", {"level": "info", "message": f"offline {i}"})
+    assert service.outbox.depth() == 500
+    broker.start()
+    wait_until(lambda: hub.store.count_events() == 500, 30, "backlog stored")
+    seqs = [s for _, s in hub.store.event_ids("field-01")]
+    assert seqs == sorted(seqs) == list(range(seqs[0], seqs[0] + 500))
+    assert all(e["hist"] for e in hub.store.events("field-01", limit=500))  # marked late
+
+
+def test_killed_device_shows_offline_at_the_hub_and_back_online(
+    fleet: Fleet, broker: MosquittoProcess, hub: Hub
+) -> None:
+    proc = DeviceProcess(add_device(fleet, "bus-01", "ridership")).start()
+    try:
+        wait_until(lambda: online(hub, "bus-01"), 20, "online at the hub")
+        bdseq = hub.store.device("bus-01")["bdseq"]
+        t0 = time.monotonic()
+        proc.signal(signal.SIGKILL)
+        wait_until(
+            lambda: online(hub, "bus-01") is False,
+            1.5 * FAST_LINK["keepalive_s"],
+            "offline at the hub",
+        )
+        assert time.monotonic() - t0 <= 1.5 * FAST_LINK["keepalive_s"]
+        proc.start()
+        wait_until(lambda: online(hub, "bus-01"), 20, "back online")
+        assert hub.store.device("bus-01")["bdseq"] > bdseq  # a new session
+    finally:
+        proc.kill()
