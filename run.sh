@@ -59,7 +59,8 @@ case "$cmd" in
         ;;
     test)
         apt_install mosquitto:/usr/sbin/mosquitto mosquitto-clients:mosquitto_pub \
-            postgresql:/usr/lib/postgresql
+            postgresql:/usr/lib/postgresql systemd:systemd-analyze mtools:mcopy \
+            dosfstools:/usr/sbin/mkfs.vfat fdisk:/usr/sbin/sfdisk cloud-init:cloud-init
         venv test
         say "ruff"
         .venv/bin/ruff check .

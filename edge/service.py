@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 import signal
 import threading
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import sdnotify
 
 from edge import contract, health, updates
 from edge.config import DeviceConfig, apply_patch, remote_view
@@ -86,7 +89,11 @@ class Service:
         *,
         app_factory: AppFactory = default_app,
         clock: Callable[[], float] = time.monotonic,
+        notifier: Notifier | None = None,
+        watchdog_s: float | None = None,
     ) -> None:
+        self.notifier = notifier or sdnotify.SystemdNotifier()
+        self.watchdog_s = watchdog_s or watchdog_interval()
         self.base_cfg = cfg
         self.cfg = cfg
         self.clock = clock
@@ -265,24 +272,37 @@ class Service:
     def run(self, tick_s: float = 0.1) -> None:
         """Run until stop() or SIGTERM; then stop cleanly (death certificate, close db)."""
         self.start()
-        next_tele = self.clock()
+        self.notifier.notify("READY=1")
+        next_tele = next_ping = self.clock()
         try:
             while not self._stop.is_set():
                 now = self.clock()
                 with self._app_lock:
                     if self.app is not None:
                         self.app.step(now)
+                if now >= next_ping:
+                    # pinged only from this loop: a hung app.step() stops the pings and
+                    # systemd (WatchdogSec=) restarts the service
+                    next_ping = now + self.watchdog_s
+                    self.notifier.notify("WATCHDOG=1")
+                    self.notifier.notify(f"STATUS={self.status()}")
                 if now >= next_tele:
                     # until the link is up, try again every second rather than every interval
                     sent = self.send_tele()
                     next_tele = now + (self.cfg.telemetry.interval_s if sent else 1.0)
                 self._stop.wait(tick_s)
         finally:
+            self.notifier.notify("STOPPING=1")
             with self._app_lock:
                 if self.app is not None:
                     self.app.close()
             self.link.stop()
             self.outbox.close()
+
+    def status(self) -> str:
+        link = "connected" if self.link.connected else "offline"
+        hub = ", hub online" if self.link.hub_online else ""
+        return f"{link}{hub}, outbox {self.outbox.depth()}"
 
     def send_tele(self) -> bool:
         return self.link.publish_tele(
@@ -294,6 +314,20 @@ class Service:
                 inference_ms=self.inference_ms,
             )
         )
+
+
+class Notifier(Protocol):
+    """The sd_notify seam (``sdnotify.SystemdNotifier``; a no-op outside systemd)."""
+
+    def notify(self, state: str) -> None: ...
+
+
+def watchdog_interval(default: float = 5.0) -> float:
+    """Half of systemd's WatchdogSec (``WATCHDOG_USEC``), as sd_watchdog_enabled(3) advises."""
+    try:
+        return max(0.5, int(os.environ["WATCHDOG_USEC"]) / 2e6)
+    except (KeyError, ValueError):
+        return default
 
 
 def _mb(value: float) -> int:

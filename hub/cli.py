@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import signal
 import threading
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sdnotify
 from flask import Flask
 
 from hub.config import EXIT_BAD_CONFIG, HubConfig, load_hub_config
@@ -71,9 +73,8 @@ class Hub:
         self.store.close()
 
 
-def secret_key(folder: Path) -> bytes:
-    """The session-signing key, made once and kept beside the config (mode 0600)."""
-    path = folder / "web-secret"
+def secret_key(path: Path) -> bytes:
+    """The session-signing key, made once and kept (mode 0600)."""
     if not path.exists():
         path.touch(mode=0o600)
         path.write_text(secrets.token_hex(32))
@@ -84,7 +85,7 @@ def build(config: Path) -> Hub:
     cfg = load_hub_config(config)
     store = Store(cfg.store.url).create()
     ingest = Ingest(cfg, store)
-    return Hub(cfg, store, ingest, create_app(store, ingest, secret_key(config.parent)))
+    return Hub(cfg, store, ingest, create_app(store, ingest, secret_key(cfg.web.secret_file)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,9 +98,20 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
     hub.start(web=not args.no_web)
+    notifier = sdnotify.SystemdNotifier()
+    notifier.notify("READY=1")
+    # WatchdogSec= in the unit: ping at half of it, only while ingest's writer is alive
+    interval = int(os.environ.get("WATCHDOG_USEC", "10000000")) / 2e6
     try:
-        stop.wait()
+        while not stop.wait(interval):
+            if hub.ingest.healthy:
+                notifier.notify("WATCHDOG=1")
+            notifier.notify(
+                f"STATUS=broker {'connected' if hub.ingest.connected else 'lost'}, "
+                f"{hub.ingest.counters['stored']} events stored"
+            )
     finally:
         log.info("stopping the hub")
+        notifier.notify("STOPPING=1")
         hub.stop()
     return 0

@@ -43,6 +43,11 @@ class StoreSection(Section):
 class WebSection(Section):
     bind: str = Field("127.0.0.1", description="address the staff pages listen on")
     port: int = Field(8080, ge=1, le=65535, description="port of the staff pages")
+    secret_file: Path = Field(
+        Path("web-secret"),
+        description="session-signing key, created on first start (mode 0600); must be "
+        "writable, e.g. /var/lib/mimamori/web-secret under systemd",
+    )
 
 
 class IngestSection(Section):
@@ -77,6 +82,8 @@ def load_hub_config(path: Path | str) -> HubConfig:
         t.ca_file, t.cert_file, t.key_file = (
             p if p.is_absolute() else base / p for p in (t.ca_file, t.cert_file, t.key_file)
         )
+    if not cfg.web.secret_file.is_absolute():
+        cfg.web.secret_file = base / cfg.web.secret_file
     if cfg.store.url.startswith("sqlite:///") and not cfg.store.url.startswith("sqlite:////"):
         rel = cfg.store.url.removeprefix("sqlite:///")
         cfg.store.url = f"sqlite:///{(base / rel).resolve()}"

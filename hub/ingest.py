@@ -131,6 +131,11 @@ class Ingest:
         return self._connected.wait(timeout)
 
     @property
+    def healthy(self) -> bool:
+        """The writer thread is alive (a hung or dead writer stops the watchdog pings)."""
+        return self._writer.is_alive()
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 

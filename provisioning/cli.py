@@ -61,6 +61,52 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rev.add_argument("--fleet", type=Path, default=Path("."), help="fleet directory (default: .)")
     rev.set_defaults(func=_revoke)
 
+    img = psub.add_parser(
+        "image",
+        help="write a device's cloud-init seed into a Raspberry Pi OS image",
+        description="Write user-data, network-config and meta-data for NAME into the FAT boot "
+        "partition of a Raspberry Pi OS .img file, with mtools: no root, no loop mount. The "
+        "device's private key is removed from the boot partition at the end of the first boot.",
+    )
+    img.add_argument("--device", required=True, help="device id from the inventory")
+    img.add_argument("--image", required=True, type=Path, help="Raspberry Pi OS .img file")
+    img.add_argument("--fleet", type=Path, default=Path("."), help="fleet directory (default: .)")
+    img.add_argument("--wifi-ssid", help="Wi-Fi network (default: wired DHCP)")
+    img.add_argument(
+        "--wifi-password-file",
+        type=Path,
+        help="file holding the Wi-Fi passphrase (kept out of shell history)",
+    )
+    img.add_argument(
+        "--package",
+        default="mimamori",
+        help="pip requirement to install on first boot, e.g. a wheel URL on the "
+        "hub (default: %(default)s)",
+    )
+    img.set_defaults(func=_image)
+
+
+def _image(args: argparse.Namespace) -> int:
+    from provisioning.image import Network, build_seed, write_files
+
+    password = args.wifi_password_file.read_text().strip() if args.wifi_password_file else None
+    try:
+        seed = build_seed(
+            Fleet.open(args.fleet),
+            args.device,
+            Network(args.wifi_ssid, password),
+            package=args.package,
+        )
+        part = write_files(args.image, seed)
+    except (FleetError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    print(
+        f"wrote {', '.join(seed)} into partition {part.index} of {args.image} "
+        f"(offset {part.start} bytes)"
+    )
+    return 0
+
 
 def _init(args: argparse.Namespace) -> int:
     try:

@@ -1,0 +1,139 @@
+"""Pi image seed written into a real partitioned image file with mtools, read back."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provisioning import image
+from provisioning.fleet import Fleet
+
+MB = 1024 * 1024
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("mcopy") and shutil.which("sfdisk") and shutil.which("mkfs.vfat")),
+    reason="mtools, fdisk and dosfstools are installed by ./run.sh test",
+)
+
+
+def make_image(path: Path) -> tuple[int, int]:
+    """A 48 MiB image: FAT16 boot partition (type 0x0c) and a Linux partition of random data."""
+    boot_start, boot_sectors, root_start, root_sectors = 2048, 32768, 34816, 61440
+    with path.open("wb") as f:
+        f.truncate(48 * MB)
+    subprocess.run(
+        ["sfdisk", "--quiet", str(path)],
+        input=f"label: dos\nstart={boot_start}, size={boot_sectors}, type=c\n"
+        f"start={root_start}, size={root_sectors}, type=83\n".encode(),
+        check=True,
+    )
+    fat = path.with_suffix(".fat")
+    subprocess.run(
+        ["mkfs.vfat", "-F", "16", "-C", str(fat), str(boot_sectors // 2)],
+        check=True,
+        capture_output=True,
+    )
+    with path.open("r+b") as f:
+        f.seek(boot_start * 512)
+        f.write(fat.read_bytes())
+        f.seek(root_start * 512)
+        f.write(hashlib.shake_256(b"rootfs").digest(root_sectors * 512))
+    return root_start * 512, root_sectors * 512
+
+
+def digest(path: Path, start: int, size: int) -> str:
+    with path.open("rb") as f:
+        f.seek(start)
+        return hashlib.sha256(f.read(size)).hexdigest()
+
+
+@pytest.fixture
+def pi_image(tmp_path: Path) -> tuple[Path, int, int]:
+    img = tmp_path / "raspios.img"
+    start, size = make_image(img)
+    return img, start, size
+
+
+def test_seed_is_written_and_read_back_byte_identical(fleet: Fleet, pi_image) -> None:
+    img, root_start, root_size = pi_image
+    fleet.add_device("field-07", "wildlife", location="east orchard")
+    mbr_before = img.read_bytes()[:512]
+    root_before = digest(img, root_start, root_size)
+    seed = image.build_seed(
+        fleet, "field-07", image.Network("townnet", "s3cret"), package="mimamori"
+    )
+    part = image.write_files(img, seed)
+    assert part.index == 1 and part.start == 2048 * 512
+    for name, data in seed.items():
+        assert image.read_file(img, name) == data
+    assert digest(img, root_start, root_size) == root_before  # the root partition untouched
+    assert img.read_bytes()[:512] == mbr_before
+
+
+def test_user_data_has_what_cloud_init_needs_and_key_leaves_boot(fleet: Fleet) -> None:
+    fleet.add_device("bus-03", "ridership")
+    seed = image.build_seed(fleet, "bus-03", image.Network(), package="mimamori==0.1.0")
+    user = yaml.safe_load(seed["user-data"])
+    assert seed["user-data"].startswith(b"#cloud-config\n")
+    assert user["hostname"] == "bus-03"
+    paths = {f["path"]: f for f in user["write_files"]}
+    key = (fleet.root / "devices" / "bus-03" / "device.key").read_text()
+    assert paths["/etc/mimamori/device.key"]["content"] == key
+    assert paths["/etc/mimamori/device.key"]["permissions"] == "0600"
+    assert 'data_dir = "/var/lib/mimamori"' in paths["/etc/mimamori/device.toml"]["content"]
+    assert ["systemctl", "enable", "--now", "mimamori-ridership.service"] in user["runcmd"]
+    assert user["runcmd"][-2] == [
+        "mv",
+        "/boot/firmware/user-data.redacted",
+        "/boot/firmware/user-data",
+    ]
+    redacted = seed["user-data.redacted"]
+    assert b"PRIVATE KEY" not in redacted and b"PRIVATE KEY" in seed["user-data"]
+    net = yaml.safe_load(seed["network-config"])
+    assert net == {"version": 2, "ethernets": {"eth0": {"dhcp4": True, "optional": True}}}
+    meta = yaml.safe_load(seed["meta-data"])
+    assert meta["local-hostname"] == "bus-03" and meta["instance-id"].startswith("mimamori-bus-03-")
+
+
+@pytest.mark.skipif(
+    not shutil.which("cloud-init"), reason="cloud-init is installed by ./run.sh test"
+)
+def test_user_data_passes_cloud_init_schema(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.add_device("kiosk-02", "kiosk")
+    seed = image.build_seed(fleet, "kiosk-02", image.Network("office", "pw"), package="mimamori")
+    for name in ("user-data", "user-data.redacted"):
+        path = tmp_path / name
+        path.write_bytes(seed[name])
+        res = subprocess.run(
+            ["cloud-init", "schema", "-c", str(path)], capture_output=True, text=True
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "Valid cloud-config" in res.stdout
+
+
+def test_cli_writes_into_image_and_refuses_non_images(
+    fleet: Fleet, pi_image, tmp_path: Path
+) -> None:
+    img, _, _ = pi_image
+    fleet.add_device("field-08", "wildlife")
+    cli = [sys.executable, "-m", "edge.cli", "provision", "image", "--fleet", str(fleet.root)]
+    ok = subprocess.run(
+        [*cli, "--device", "field-08", "--image", str(img)], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert b"hostname: field-08" in image.read_file(img, "user-data")
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"\0" * 4096)
+    bad = subprocess.run(
+        [*cli, "--device", "field-08", "--image", str(junk)], capture_output=True, text=True
+    )
+    assert bad.returncode == 78 and "no MBR partition table" in bad.stderr
+    missing = subprocess.run(
+        [*cli, "--device", "nobody", "--image", str(img)], capture_output=True, text=True
+    )
+    assert missing.returncode == 78 and "'nobody' is not in the inventory" in missing.stderr
