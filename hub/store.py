@@ -157,6 +157,7 @@ class Store:
         self.engine: Engine = sa.create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._known: set[str] = set()  # device rows known to exist
         self._insert = (
             postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         )
@@ -184,7 +185,8 @@ class Store:
                     for d in devs
                 ],
             )
-            rows = [self._event_row(m) for m in batch if m.topic.channel == "event"]
+            stored = datetime.now(UTC)  # events record when they were stored
+            rows = [self._event_row(m, stored) for m in batch if m.topic.channel == "event"]
             if rows:
                 stmt = self._insert(events).on_conflict_do_nothing(
                     index_elements=["device", "event_id"]
@@ -198,12 +200,17 @@ class Store:
                 last_seen[m.topic.dev] = max(m.received, last_seen.get(m.topic.dev, m.received))
                 if m.topic.channel != "event" and self._apply_one(conn, m) == "stale":
                     result.stale_wills += 1
-            for dev, ts in last_seen.items():
-                conn.execute(devices.update().where(devices.c.id == dev).values(last_seen=ts))
+            conn.execute(
+                devices.update()
+                .where(devices.c.id == sa.bindparam("dev"))
+                .values(last_seen=sa.bindparam("seen")),
+                [{"dev": d, "seen": ts} for d, ts in last_seen.items()],
+            )
+        self._known.update(last_seen)
         return result
 
     @staticmethod
-    def _event_row(m: Message) -> dict[str, Any]:
+    def _event_row(m: Message, stored: datetime) -> dict[str, Any]:
         p = m.payload
         assert isinstance(p, contract.EventPayload)
         return {
@@ -214,7 +221,7 @@ class Store:
             "prio": int(p.prio),
             "hist": p.hist,
             "created": p.created,
-            "received": m.received,
+            "received": stored,
             "data": p.data,
         }
 
