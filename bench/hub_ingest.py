@@ -89,7 +89,6 @@ def main() -> int:
         c.max_inflight_messages_set(200)
         c.connect(broker.host, broker.port)
         c.loop_start()
-        seq = 0
         infos = []
         pace = args.publishers / args.rate if args.rate else 0.0
         start = time.perf_counter()
@@ -99,10 +98,9 @@ def main() -> int:
                 if delay > 0:
                     time.sleep(delay)
             dev = devices[(k * per + i) % len(devices)]
-            seq += 1
             payload = contract.EventPayload(
                 id=uuid.uuid4().hex,
-                seq=seq,
+                seq=i + 1,
                 kind="device.notice",
                 created=contract.utcnow(),
                 data={"level": "info", "message": "bench"},
