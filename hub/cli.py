@@ -15,6 +15,7 @@ from typing import Any
 import sdnotify
 from flask import Flask
 
+from hub.auth import ROLES, Accounts, AuthError
 from hub.config import EXIT_BAD_CONFIG, HubConfig, load_hub_config
 from hub.errors import HubConfigError
 from hub.ingest import Ingest
@@ -40,6 +41,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--no-web", action="store_true", help="ingest only (extra ingest processes)")
     p.set_defaults(func=run)
+    hsub = p.add_subparsers(dest="hub_command", metavar="ACTION")
+    add = hsub.add_parser(
+        "add-user",
+        help="create a staff account (or reset its password and role)",
+        description="Create or update a staff account for the hub's web pages. Roles: admin "
+        "(fleet, config, commands, users), wildlife, transit, counter. The password is read "
+        "from --password-file or asked for twice.",
+    )
+    add.add_argument("name", help="user name, e.g. tanaka")
+    add.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="hub TOML file (as for `mimamori hub`)",
+    )
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--password-file", type=Path, help="file holding the password")
+    add.set_defaults(func=add_user)
 
 
 @dataclass
@@ -85,7 +104,43 @@ def build(config: Path) -> Hub:
     cfg = load_hub_config(config)
     store = Store(cfg.store.url).create()
     ingest = Ingest(cfg, store)
-    return Hub(cfg, store, ingest, create_app(store, ingest, secret_key(cfg.web.secret_file)))
+    return Hub(
+        cfg,
+        store,
+        ingest,
+        create_app(
+            store, ingest, secret_key(cfg.web.secret_file), secure_cookies=cfg.web.secure_cookies
+        ),
+    )
+
+
+def add_user(args: argparse.Namespace) -> int:
+    import getpass
+    import sys
+
+    try:
+        cfg = load_hub_config(args.config)
+    except HubConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if args.password_file:
+        password = args.password_file.read_text().strip()
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 1
+    store = Store(cfg.store.url).create()
+    accounts = Accounts(store)
+    try:
+        accounts.add(args.name, password, args.role)
+    except AuthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    accounts.record(getpass.getuser(), "user.add", args.name, f"role {args.role}", "cli")
+    store.close()
+    print(f"staff account {args.name} ({args.role}) saved")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,6 +43,11 @@ class StoreSection(Section):
 class WebSection(Section):
     bind: str = Field("127.0.0.1", description="address the staff pages listen on")
     port: int = Field(8080, ge=1, le=65535, description="port of the staff pages")
+    secure_cookies: bool = Field(
+        True,
+        description="mark the session cookie Secure (browsers accept it on localhost; "
+        "elsewhere serve the hub behind HTTPS)",
+    )
     secret_file: Path = Field(
         Path("web-secret"),
         description="session-signing key, created on first start (mode 0600); must be "

@@ -1,15 +1,35 @@
-"""Staff web pages: the fleet, one device, ingest health. Flask, server-rendered, no CDN."""
+"""Staff web pages: the fleet, one device, ingest health, audit log. Flask, no CDN.
+
+Every page needs a signed-in member of staff; every form carries a CSRF token (Flask-WTF);
+session cookies are HttpOnly, SameSite=Lax and Secure (browsers treat http://localhost as
+secure; anywhere else serve the hub behind HTTPS).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Flask, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Flask,
+    abort,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import CSRFProtect
 
 from edge import contract
+from hub.auth import Accounts, Throttle
 from hub.ingest import Ingest
 from hub.store import Store
 
@@ -51,9 +71,101 @@ def parse_desired(text: str) -> dict[str, Any]:
     return data
 
 
-def create_app(store: Store, ingest: Ingest | None, secret_key: bytes) -> Flask:
+def create_app(
+    store: Store, ingest: Ingest | None, secret_key: bytes, *, secure_cookies: bool = True
+) -> Flask:
     app = Flask(__name__)
     app.secret_key = secret_key
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure_cookies,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+    )
+    CSRFProtect(app)
+    accounts = Accounts(store)
+    throttle = Throttle()
+    app.extensions["mimamori.accounts"] = accounts
+
+    def audit(action: str, target: str = "", detail: str = "") -> None:
+        accounts.record(g.user, action, target, detail, request.remote_addr or "")
+
+    @app.before_request
+    def load_user() -> Any:
+        g.user = session.get("user")
+        g.role = accounts.role(g.user) if g.user else None
+        if g.role is None:
+            g.user = None
+            session.pop("user", None)
+            if request.endpoint not in ("login", "static"):
+                if request.path.startswith("/api/"):
+                    abort(401)
+                return redirect(url_for("login", next=request.full_path))
+        return None
+
+    def require(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def wrap(view: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(view)
+            def inner(*args: Any, **kwargs: Any) -> Any:
+                if g.role not in roles:
+                    accounts.record(
+                        g.user,
+                        "denied",
+                        request.path,
+                        f"needs {'/'.join(roles)}",
+                        request.remote_addr or "",
+                    )
+                    abort(403)
+                return view(*args, **kwargs)
+
+            return inner
+
+        return wrap
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        error = None
+        if request.method == "POST":
+            name = request.form.get("name", "").strip()
+            addr = request.remote_addr or "?"
+            keys = (f"addr:{addr}", f"user:{name}")
+            if throttle.blocked(*keys):
+                accounts.record(name or "?", "login.throttled", address=addr)
+                return render_template(
+                    "login.html",
+                    error="Too many failed attempts. Wait ten minutes, or ask an administrator.",
+                ), 429
+            role = accounts.check(name, request.form.get("password", ""))
+            if role is None:
+                throttle.failed(*keys)
+                accounts.record(name or "?", "login.failed", address=addr)
+                error = "Wrong user name or password."
+            else:
+                throttle.succeeded(*keys)
+                session.clear()
+                session.permanent = True
+                session["user"] = name
+                accounts.record(name, "login", detail=role, address=addr)
+                target = request.args.get("next", "")
+                return redirect(
+                    target
+                    if target.startswith("/") and not target.startswith("//")
+                    else url_for("fleet")
+                )
+        return render_template("login.html", error=error), (401 if error else 200)
+
+    @app.post("/logout")
+    def logout() -> Any:
+        audit("logout")
+        session.clear()
+        return redirect(url_for("login"))
+
+    @app.get("/audit")
+    @require("admin")
+    def audit_page() -> str:
+        return render_template("audit.html", rows=accounts.audit_log(), users=accounts.all())
+
     app.jinja_env.filters["ago"] = ago
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False)
@@ -85,6 +197,7 @@ def create_app(store: Store, ingest: Ingest | None, secret_key: bytes) -> Flask:
         )
 
     @app.post("/devices/<dev>/desired")
+    @require("admin")
     def desired(dev: str) -> Any:
         if store.device(dev) is None or ingest is None:
             abort(404)
@@ -94,6 +207,7 @@ def create_app(store: Store, ingest: Ingest | None, secret_key: bytes) -> Flask:
             flash(f"Config not sent: {e}", "error")
             return redirect(url_for("device", dev=dev) + "#config")
         version = ingest.set_desired(dev, config)
+        audit("config.desired", dev, f"version {version}: {json.dumps(config)}")
         flash(
             f"Desired config version {version} sent; the device reports whether it applied it.",
             "ok",
@@ -101,10 +215,12 @@ def create_app(store: Store, ingest: Ingest | None, secret_key: bytes) -> Flask:
         return redirect(url_for("device", dev=dev) + "#config")
 
     @app.post("/devices/<dev>/command/<name>")
+    @require("admin")
     def command(dev: str, name: str) -> Any:
         if store.device(dev) is None or ingest is None or name not in COMMANDS:
             abort(404)
-        ingest.send_command(dev, name)
+        corr = ingest.send_command(dev, name)
+        audit("command", dev, f"{name} ({corr})")
         flash(f"Command {name} sent.", "ok")
         return redirect(url_for("device", dev=dev) + "#commands")
 

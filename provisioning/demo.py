@@ -11,10 +11,12 @@ import argparse
 import getpass
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from provisioning.fleet import Fleet
@@ -22,6 +24,7 @@ from provisioning.mosquitto import BrokerNotFound, MosquittoProcess, wait_port
 
 log = logging.getLogger(__name__)
 
+DEMO_ADMIN = "admin"
 DEMO_DEVICES = [
     ("field-01", "wildlife", "North paddy, Kamiyama"),
     ("bus-01", "ridership", "Route 3 bus, front door"),
@@ -56,7 +59,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def provision(root: Path, port: int, web_port: int) -> Fleet:
     if (root / "fleet.toml").exists():
         fleet = Fleet.open(root)
-        if fleet.settings["broker"]["port"] == port:
+        hub_web = tomllib.loads(fleet.hub_config.read_text())["web"]["port"]
+        if fleet.settings["broker"]["port"] == port and hub_web == web_port:
             return fleet
         log.info("demo fleet in %s uses another port: making a new one", root)
         import shutil
@@ -76,6 +80,27 @@ def provision(root: Path, port: int, web_port: int) -> Fleet:
             location=location,
             extra={"telemetry": {"interval_s": 10}, "sim": {"event_interval_s": 20}},
         )
+    password = fleet.root / "hub" / "demo-admin-password"
+    password.touch(mode=0o600)
+    password.write_text(secrets.token_urlsafe(12) + "\n")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "hub",
+            "add-user",
+            DEMO_ADMIN,
+            "--role",
+            "admin",
+            "--config",
+            str(fleet.hub_config),
+            "--password-file",
+            str(password),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return fleet
 
 
@@ -110,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
         wait_port("127.0.0.1", web_port, timeout=20)
         for name, _, _ in DEMO_DEVICES:
             spawn(name, "device", "run", str(fleet.device_config(name)))
-        print(f"\nmimamori demo is running: open http://127.0.0.1:{web_port}/\n")
+        password = (fleet.root / "hub" / "demo-admin-password").read_text().strip()
+        print(f"\nmimamori demo is running: open http://127.0.0.1:{web_port}/")
+        print(f"  sign in as {DEMO_ADMIN} / {password}\n")
         print(f"  fleet directory: {fleet.root}")
         print(f"  logs:            {logs}/")
         print("  devices:         " + ", ".join(n for n, _, _ in DEMO_DEVICES))

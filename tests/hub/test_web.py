@@ -13,6 +13,7 @@ from hub.cli import Hub
 from hub.web import ago, parse_desired
 from provisioning.fleet import Fleet
 from tests.conftest import add_device
+from tests.hub.conftest import Staff
 from tests.mqtt_probe import wait_until
 
 
@@ -28,10 +29,12 @@ def live(fleet: Fleet, hub: Hub):
     t.join(10)
 
 
-def test_fleet_page_shows_the_device_with_health_and_status(hub: Hub, live: Service) -> None:
+def test_fleet_page_shows_the_device_with_health_and_status(
+    hub: Hub, live: Service, admin: Staff
+) -> None:
     live.emit("device.notice", {"level": "warning", "message": "camera lens fogged"})
     wait_until(lambda: hub.store.count_events() == 1, 10, "event stored")
-    web = hub.app.test_client()
+    web = admin
     page = web.get("/").get_data(as_text=True)
     assert "field-01" in page and "North paddy" in page and "Monkey watch" in page
     assert 'class="pill on">online' in page
@@ -44,8 +47,8 @@ def test_fleet_page_shows_the_device_with_health_and_status(hub: Hub, live: Serv
     assert api[0]["id"] == "field-01" and api[0]["online"] is True
 
 
-def test_desired_config_form_round_trip(hub: Hub, live: Service) -> None:
-    web = hub.app.test_client()
+def test_desired_config_form_round_trip(hub: Hub, live: Service, admin: Staff) -> None:
+    web = admin
     r = web.post("/devices/field-01/desired", data={"config": "[telemetry]\ninterval_s = 0\n"})
     assert r.status_code == 302
     wait_until(
@@ -65,8 +68,8 @@ def test_desired_config_form_round_trip(hub: Hub, live: Service) -> None:
     assert "Config not sent: not valid TOML" in bad
 
 
-def test_command_buttons_store_the_reply(hub: Hub, live: Service) -> None:
-    web = hub.app.test_client()
+def test_command_buttons_store_the_reply(hub: Hub, live: Service, admin: Staff) -> None:
+    web = admin
     web.post("/devices/field-01/command/ping")
     wait_until(lambda: hub.store.replies("field-01")[0]["replied"], 10, "reply stored")
     reply = hub.store.replies("field-01")[0]
@@ -75,9 +78,9 @@ def test_command_buttons_store_the_reply(hub: Hub, live: Service) -> None:
     assert web.post("/devices/field-01/command/format-disk").status_code == 404
 
 
-def test_ingest_page_lists_rejects(hub: Hub) -> None:
+def test_ingest_page_lists_rejects(hub: Hub, admin: Staff) -> None:
     hub.store.reject("mimamori/v1/x/tele", "schema", "load1: Input should be >= 0")
-    page = hub.app.test_client().get("/ingest").get_data(as_text=True)
+    page = admin.get("/ingest").get_data(as_text=True)
     assert "schema" in page and "load1: Input should be" in page
 
 

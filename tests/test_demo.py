@@ -1,0 +1,67 @@
+"""`mimamori demo` as a newcomer runs it: broker, hub and simulated devices come up."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import free_port
+from tests.mqtt_probe import wait_until
+
+
+def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
+    web = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge.cli",
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--port",
+            str(free_port()),
+            "--web-port",
+            str(web),
+            "--duration",
+            "40",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        assert proc.stdout is not None
+        while not any("sign in as" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "demo exited early:\n" + "".join(lines)
+            lines.append(line)
+        out = "".join(lines)
+        assert f"open http://127.0.0.1:{web}/" in out
+        user, password = re.search(r"sign in as (\S+) / (\S+)", out).groups()  # type: ignore[union-attr]
+        login = urllib.request.urlopen(f"http://127.0.0.1:{web}/login", timeout=5)
+        assert login.status == 200 and "Sign in" in login.read().decode()
+        db = tmp_path / "demo" / "hub" / "hub.db"
+
+        def online() -> set[str]:
+            import sqlite3
+
+            with sqlite3.connect(db) as c:
+                return {r[0] for r in c.execute("SELECT id FROM devices WHERE online")}
+
+        wait_until(lambda: online() == {"field-01", "bus-01", "kiosk-01"}, 30, "3 devices online")
+        assert user == "admin" and len(password) >= 12
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert proc.returncode == 0
+    assert json.loads((tmp_path / "demo" / "inventory.json").read_text())["devices"].keys() == {
+        "field-01",
+        "bus-01",
+        "kiosk-01",
+    }
