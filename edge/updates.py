@@ -64,15 +64,15 @@ def verify(
     now = now or datetime.now(UTC)
     if now > m.expires:
         raise UpdateRejected(f"manifest expired at {contract.iso(m.expires)}")
-    if m.version <= installed_version:
-        raise UpdateRejected(
-            f"version {m.version} is not newer than the installed {installed_version} (downgrade)"
-        )
     if len(model) != m.size:
         raise UpdateRejected(f"model is {len(model)} bytes, manifest says {m.size}")
     digest = hashlib.sha256(model).hexdigest()
     if digest != m.sha256:
         raise UpdateRejected(f"model sha256 {digest} does not match the manifest's {m.sha256}")
+    if m.version <= installed_version:
+        raise UpdateRejected(
+            f"version {m.version} is not newer than the installed {installed_version} (downgrade)"
+        )
     return m
 
 

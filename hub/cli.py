@@ -59,6 +59,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--password-file", type=Path, help="file holding the password")
     add.set_defaults(func=add_user)
+    push = hsub.add_parser(
+        "push-model",
+        help="send a signed model update to a device",
+        description="Publish a model-update job for DEVICE: the model file and the manifest "
+        "signed on the admin machine (`mimamori provision sign-model`). The device verifies "
+        "signature, hash, version and expiry, installs, self-tests, and reports the job's state "
+        "on its page.",
+    )
+    push.add_argument("device", help="device id")
+    push.add_argument("model", type=Path, help="the .onnx file")
+    push.add_argument(
+        "--manifest", type=Path, help="signed manifest (default: MODEL.manifest.json)"
+    )
+    push.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="hub TOML file (as for `mimamori hub`)",
+    )
+    push.set_defaults(func=push_model)
 
 
 @dataclass
@@ -140,6 +160,26 @@ def add_user(args: argparse.Namespace) -> int:
     accounts.record(getpass.getuser(), "user.add", args.name, f"role {args.role}", "cli")
     store.close()
     print(f"staff account {args.name} ({args.role}) saved")
+    return 0
+
+
+def push_model(args: argparse.Namespace) -> int:
+    import sys
+
+    from hub import jobs
+
+    manifest = args.manifest or args.model.with_name(args.model.name + ".manifest.json")
+    try:
+        cfg = load_hub_config(args.config)
+        job = jobs.model_job(args.model.read_bytes(), jobs.read_signed(manifest))
+        jobs.publish(cfg, args.device, job)
+    except HubConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"job {job.job_id} sent to {args.device}")
     return 0
 
 

@@ -85,6 +85,49 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     img.set_defaults(func=_image)
 
+    sign = psub.add_parser(
+        "sign-model",
+        help="sign a model file for a model-update job",
+        description="Write MODEL.manifest.json: name, version, sha256, size and expiry, signed "
+        "with the fleet's Ed25519 model-signing key. Then `mimamori hub push-model`.",
+    )
+    sign.add_argument("model", type=Path, help="the .onnx file")
+    sign.add_argument("--name", required=True, help="model slot, e.g. monkey")
+    sign.add_argument("--version", required=True, type=int, help="must exceed the installed one")
+    sign.add_argument("--min-version", type=int, default=0, help="rollback floor (default 0)")
+    sign.add_argument(
+        "--valid-days",
+        type=int,
+        default=30,
+        help="the manifest expires after this many days (default: %(default)s)",
+    )
+    sign.add_argument("--fleet", type=Path, default=Path("."), help="fleet directory (default: .)")
+    sign.set_defaults(func=_sign_model)
+
+
+def _sign_model(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from provisioning.signing import sign_model
+
+    try:
+        fleet = Fleet.open(args.fleet)
+        signed = sign_model(
+            fleet.signing_key,
+            args.model.read_bytes(),
+            name=args.name,
+            version=args.version,
+            min_version=args.min_version,
+            valid_for=timedelta(days=args.valid_days),
+        )
+    except (FleetError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    out = args.model.with_name(args.model.name + ".manifest.json")
+    out.write_text(signed.model_dump_json(indent=2))
+    print(f"signed {args.name} v{args.version} (sha256 {signed.manifest.sha256[:12]}…): {out}")
+    return 0
+
 
 def _image(args: argparse.Namespace) -> int:
     from provisioning.image import Network, build_seed, write_files

@@ -1,0 +1,73 @@
+"""Model-update jobs from the hub: publish a signed model to a device (retained job topic).
+
+Signing happens on the admin machine that holds the fleet directory
+(`mimamori provision sign-model`); the hub only forwards the signed manifest and the bytes,
+so a compromised hub cannot make devices run a model of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge import contract
+from hub.config import HubConfig
+
+#: inline models must fit in one MQTT message under the broker's 2 MiB packet limit
+MAX_INLINE_BYTES = (contract.MAX_JOB_BYTES - 8192) * 3 // 4
+
+
+class JobError(ValueError):
+    """The job cannot be sent (model too large for inline delivery, manifest mismatch...)."""
+
+
+def model_job(model: bytes, signed: contract.SignedManifest) -> contract.JobDocument:
+    m = signed.manifest
+    if len(model) != m.size:
+        raise JobError(f"model is {len(model)} bytes but the manifest says {m.size}")
+    if len(model) > MAX_INLINE_BYTES:
+        raise JobError(
+            f"model of {len(model)} bytes exceeds {MAX_INLINE_BYTES} bytes, the most one MQTT "
+            "message carries; serve it over HTTPS and send its URL instead"
+        )
+    return contract.JobDocument(
+        job_id=f"model-{m.name.replace('.', '-').replace('_', '-')}-v{m.version}-{uuid.uuid4().hex[:6]}",
+        operation="model-update",
+        update=signed,
+        model_b64=base64.b64encode(model).decode(),
+    )
+
+
+def publish(cfg: HubConfig, dev: str, job: contract.JobDocument, timeout: float = 30) -> None:
+    """Publish ``job`` for ``dev`` as a one-shot hub client (not the ingest session)."""
+    m = cfg.mqtt
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"hub-cli-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.username_pw_set(m.username)
+    if m.tls:
+        client.tls_set(
+            ca_certs=str(m.tls.ca_file),
+            certfile=str(m.tls.cert_file),
+            keyfile=str(m.tls.key_file),
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    client.connect(m.host, m.port)
+    client.loop_start()
+    try:
+        info = client.publish(contract.job(dev, job.job_id), job.dumps(), qos=1, retain=True)
+        info.wait_for_publish(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def read_signed(path: Path) -> contract.SignedManifest:
+    return contract.SignedManifest.model_validate_json(path.read_text())
