@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.contract import format_validation
@@ -25,12 +28,31 @@ class TlsSection(Section):
 
 
 class MqttSection(Section):
+    """How the hub reaches the broker; ``client()`` makes a paho client with this identity."""
+
     host: str = Field("localhost", description="broker host")
     port: int = Field(8883, ge=1, le=65535, description="broker port")
     username: str = Field("hub", description="MQTT user (the certificate CN with TLS)")
     client_id: str = Field("hub-ingest", description="stable id: the broker queues for it")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive")
     tls: TlsSection | None = Field(None, description="TLS identity; omit only on loopback")
+
+    def client(self, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=manual_ack,
+        )
+        client.username_pw_set(self.username)
+        if self.tls:
+            client.tls_set(
+                ca_certs=str(self.tls.ca_file),
+                certfile=str(self.tls.cert_file),
+                keyfile=str(self.tls.key_file),
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        return client
 
 
 class StoreSection(Section):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import ssl
 import threading
 import time
 import uuid
@@ -28,7 +27,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -92,20 +90,7 @@ class Ingest:
 
     def _new_client(self) -> mqtt.Client:
         m = self.cfg.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=m.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        client.username_pw_set(m.username)
-        if m.tls:
-            client.tls_set(
-                ca_certs=str(m.tls.ca_file),
-                certfile=str(m.tls.cert_file),
-                keyfile=str(m.tls.key_file),
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
+        client = m.client(m.client_id, manual_ack=True)
         client.will_set(
             contract.HUB_STATE, contract.HubState(online=False).dumps(), qos=1, retain=True
         )

@@ -8,12 +8,8 @@ so a compromised hub cannot make devices run a model of its own.
 from __future__ import annotations
 
 import base64
-import ssl
 import uuid
 from pathlib import Path
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import contract
 from hub.config import HubConfig
@@ -46,19 +42,7 @@ def model_job(model: bytes, signed: contract.SignedManifest) -> contract.JobDocu
 def publish(cfg: HubConfig, dev: str, job: contract.JobDocument, timeout: float = 30) -> None:
     """Publish ``job`` for ``dev`` as a one-shot hub client (not the ingest session)."""
     m = cfg.mqtt
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"hub-cli-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv5,
-    )
-    client.username_pw_set(m.username)
-    if m.tls:
-        client.tls_set(
-            ca_certs=str(m.tls.ca_file),
-            certfile=str(m.tls.cert_file),
-            keyfile=str(m.tls.key_file),
-            tls_version=ssl.PROTOCOL_TLS_CLIENT,
-        )
+    client = m.client(f"hub-cli-{uuid.uuid4().hex[:8]}")
     client.connect(m.host, m.port)
     client.loop_start()
     try:
