@@ -17,6 +17,7 @@ from collections.abc import Sequence
 COMMANDS = {
     "check-config": "edge.commands",
     "device": "edge.commands",
+    "wildlife": "edge.wildlife.cli",
     "hub": "hub.cli",
     "provision": "provisioning.cli",
     "demo": "provisioning.demo",

@@ -1,0 +1,54 @@
+"""`mimamori wildlife ...` commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edge.vision.manifest import DEFAULT_MODEL, ModelError, load_manifest
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "wildlife",
+        help="monkey-watch tools",
+        description="Monkey-watch tools that run without a broker or camera.",
+    )
+    wsub = p.add_subparsers(dest="wildlife_command", metavar="ACTION")
+    wsub.required = True
+    scan = wsub.add_parser(
+        "scan",
+        help="find monkeys in images and videos (e.g. an SD-card dump)",
+        description="Print per file whether a monkey is present, the score and the box "
+        "(x1, y1, x2, y2). Folders are searched recursively; videos are sampled once a second. "
+        "With --labels (YOLO .txt files, class 0 = monkey) also print precision, recall and F1; "
+        "images without a label file count as having no monkey. Exits 2 if a file could not "
+        "be read.",
+    )
+    scan.add_argument("paths", nargs="+", type=Path, help="images, videos or folders")
+    scan.add_argument(
+        "--model", type=Path, default=DEFAULT_MODEL, help="model manifest (default: %(default)s)"
+    )
+    scan.add_argument(
+        "--threshold",
+        type=float,
+        help="score that counts as a monkey (default: the manifest's score_threshold)",
+    )
+    scan.add_argument("--labels", type=Path, help="folder of YOLO label files for scoring")
+    scan.add_argument("--json", action="store_true", help="machine-readable output")
+    scan.set_defaults(func=_scan)
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from edge.vision.onnx import OnnxModel
+    from edge.wildlife.scan import run_scan
+
+    try:
+        manifest = load_manifest(args.model)
+        model = OnnxModel(manifest)
+    except ModelError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    threshold = args.threshold if args.threshold is not None else manifest.score_threshold
+    return run_scan(model, args.paths, threshold, as_json=args.json, labels=args.labels)
