@@ -85,6 +85,26 @@ class UpdatesSection(Section):
     )
 
 
+class WildlifeSection(Section):
+    source: str = Field(
+        description="'picamera', a camera index ('0'), an rtsp:// or http:// URL, or a video "
+        "file, image or folder of images (replayed, for demos and tests)"
+    )
+    fps: float = Field(2.0, gt=0, le=30, description="frames per second to look at")
+    loop: bool = Field(False, description="replay files forever (demo)")
+    camera_id: str = Field("cam0", max_length=40, description="which camera on this device")
+    model: Path | None = Field(None, description="model manifest (default: EfficientNet-Lite0)")
+    threshold: float | None = Field(
+        None, gt=0, lt=1, description="day threshold (default: the model's)"
+    )
+    night_threshold: float = Field(0.8, gt=0, lt=1, description="threshold for infrared frames")
+    start_frames: int = Field(3, ge=1, le=100, description="positives that start an incursion")
+    window_s: float = Field(10.0, gt=0, le=600, description="...within this many seconds")
+    quiet_s: float = Field(30.0, gt=0, le=3600, description="no positive this long ends it")
+    cooldown_s: float = Field(60.0, ge=0, le=3600, description="no new incursion before this")
+    motion: bool = Field(True, description="run the model only when something moves")
+
+
 class SimSection(Section):
     event_interval_s: float = Field(
         5.0, gt=0, le=3600, description="seconds between simulated events"
@@ -99,6 +119,7 @@ class DeviceConfig(Section):
     updates: UpdatesSection | None = Field(
         None, description="signed model updates; without it every update job is rejected"
     )
+    wildlife: WildlifeSection | None = Field(None, description="the monkey watch (role wildlife)")
     sim: SimSection | None = Field(
         None, description="simulated app for demos: publishes notices instead of real work"
     )
@@ -109,7 +130,7 @@ class DeviceConfig(Section):
 
 
 #: sections the hub may change through twin/desired
-REMOTE_SECTIONS = frozenset({"telemetry", "outbox", "sim"})
+REMOTE_SECTIONS = frozenset({"telemetry", "outbox", "sim", "wildlife"})
 
 
 def _problems(err: ValidationError) -> list[str]:
@@ -144,6 +165,13 @@ def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
 
     cfg.device.data_dir = fix(cfg.device.data_dir) or cfg.device.data_dir
     cfg.mqtt.password_file = fix(cfg.mqtt.password_file)
+    if cfg.wildlife:
+        w = cfg.wildlife
+        if w.model is not None:
+            w.model = fix(w.model)
+        looks_like_path = not (w.source.isdigit() or "://" in w.source or w.source == "picamera")
+        if looks_like_path and not Path(w.source).is_absolute():
+            w.source = str(base / w.source)
     if cfg.updates:
         cfg.updates.public_key_file = (
             fix(cfg.updates.public_key_file) or cfg.updates.public_key_file

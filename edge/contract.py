@@ -232,9 +232,37 @@ class NoticeData(BaseModel):
     message: str = Field(max_length=2000)
 
 
+class IncursionData(BaseModel):
+    """``wildlife.incursion``: monkeys seen; sent at once, one per incursion, as an alarm."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    incursion: str = Field(pattern=r"^[0-9a-f]{32}$", description="joins start and end")
+    started: datetime = Field(description="first positive frame")
+    score: float = Field(ge=0, le=1)
+    label: str = Field(max_length=100)
+    box: tuple[int, int, int, int] = Field(description="x1, y1, x2, y2 in the snapshot")
+    frames: int = Field(ge=1)
+    night: bool = False
+    snapshot_jpeg: str = Field(max_length=400_000, description="base64 JPEG, box drawn")
+
+
+class IncursionEndData(BaseModel):
+    """``wildlife.incursion_end``: the same incursion is over; its totals."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    incursion: str = Field(pattern=r"^[0-9a-f]{32}$")
+    started: datetime
+    ended: datetime
+    frames: int = Field(ge=1)
+    max_score: float = Field(ge=0, le=1)
+    snapshot_jpeg: str | None = Field(None, max_length=400_000, description="the best frame")
+
+
 #: per event kind, the schema of ``data``; each app registers its kinds here
 EVENT_DATA: dict[str, type[BaseModel]] = {
     "device.notice": NoticeData,
+    "wildlife.incursion": IncursionData,
+    "wildlife.incursion_end": IncursionEndData,
 }
 
 

@@ -23,8 +23,10 @@ from typing import Any, Protocol
 import sdnotify
 
 from edge import contract, health, updates
+from edge.camera import CameraError
 from edge.config import DeviceConfig, apply_patch, remote_view
 from edge.contract import Priority
+from edge.errors import MimamoriError
 from edge.link import Link
 from edge.outbox import Outbox, Row
 
@@ -77,6 +79,10 @@ AppFactory = Callable[[DeviceConfig, Emitter], App | None]
 
 
 def default_app(cfg: DeviceConfig, emit: Emitter) -> App | None:
+    if cfg.device.role == "wildlife" and cfg.wildlife is not None:
+        from edge.wildlife.build import build_wildlife
+
+        return build_wildlife(cfg.wildlife, emit)
     if cfg.sim is not None:
         return SimApp(emit, cfg.sim.event_interval_s)
     return None
@@ -144,7 +150,7 @@ class Service:
         tmp = self._twin_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"version": version, "config": patch}))
         tmp.replace(self._twin_file)
-        restart = new.sim != self.cfg.sim
+        restart = new.sim != self.cfg.sim or new.wildlife != self.cfg.wildlife
         self._set_cfg(new)
         if restart:
             self.restart_app()
@@ -258,7 +264,13 @@ class Service:
         with self._app_lock:
             if self.app is not None:
                 self.app.close()
-            self.app = self._app_factory(self.cfg, self.emit)
+            try:
+                self.app = self._app_factory(self.cfg, self.emit)
+            except (MimamoriError, CameraError, OSError) as e:
+                # the link stays up so the hub sees why and can send a fix
+                log.error("app not started: %s", e)
+                self.app = None
+                self.emit("device.notice", {"level": "error", "message": f"app not started: {e}"})
 
     # -- running -------------------------------------------------------------------------
 

@@ -168,6 +168,9 @@ def create_app(
 
     app.jinja_env.filters["ago"] = ago
     app.jinja_env.filters["duration"] = duration
+    app.jinja_env.filters["without_images"] = lambda d: {
+        k: v for k, v in d.items() if not k.endswith("_jpeg")
+    }
     app.jinja_env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False)
     app.jinja_env.globals.update(ROLE_LABELS=ROLE_LABELS, COMMANDS=COMMANDS)
 

@@ -12,6 +12,7 @@ import getpass
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from provisioning.mosquitto import BrokerNotFound, MosquittoProcess, wait_port
 log = logging.getLogger(__name__)
 
 DEMO_ADMIN = "admin"
+#: sample photographs shipped beside the repository (see its README for provenance)
+MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media"
 DEMO_DEVICES = [
     ("field-01", "wildlife", "North paddy, Kamiyama"),
     ("bus-01", "ridership", "Route 3 bus, front door"),
@@ -56,6 +59,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
+def demo_field(folder: Path) -> Path | None:
+    """A looping field sequence from the shared sample media, if it is there."""
+    empty = MEDIA / "camera-trap" / "sample-dzf-01.jpg"
+    monkeys = sorted((MEDIA / "monkeys" / "images").glob("*.jpg"))[:6]
+    if not empty.is_file() or not monkeys:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, src in enumerate([empty] * 10 + monkeys + [empty] * 40):
+        shutil.copyfile(src, folder / f"{i:03d}.jpg")
+    return folder
+
+
 def provision(root: Path, port: int, web_port: int) -> Fleet:
     if (root / "fleet.toml").exists():
         fleet = Fleet.open(root)
@@ -63,8 +78,6 @@ def provision(root: Path, port: int, web_port: int) -> Fleet:
         if fleet.settings["broker"]["port"] == port and hub_web == web_port:
             return fleet
         log.info("demo fleet in %s uses another port: making a new one", root)
-        import shutil
-
         shutil.rmtree(root)
     fleet = Fleet.init(
         root,
@@ -74,12 +87,20 @@ def provision(root: Path, port: int, web_port: int) -> Fleet:
         broker_user="root" if os.geteuid() == 0 else getpass.getuser(),
     )
     for name, role, location in DEMO_DEVICES:
-        fleet.add_device(
-            name,
-            role,
-            location=location,
-            extra={"telemetry": {"interval_s": 10}, "sim": {"event_interval_s": 20}},
-        )
+        extra: dict[str, object] = {"telemetry": {"interval_s": 10}}
+        field = demo_field(fleet.root / "media" / name) if role == "wildlife" else None
+        if field is not None:  # replay real photographs: a troop comes by every minute or so
+            extra["wildlife"] = {
+                "source": str(field),
+                "fps": 1,
+                "loop": True,
+                "quiet_s": 5,
+                "cooldown_s": 20,
+                "motion": False,
+            }
+        else:
+            extra["sim"] = {"event_interval_s": 20}
+        fleet.add_device(name, role, location=location, extra=extra)
     password = fleet.root / "hub" / "demo-admin-password"
     password.touch(mode=0o600)
     password.write_text(secrets.token_urlsafe(12) + "\n")

@@ -1,0 +1,46 @@
+"""Wire the monkey watch from its config section (the one place that does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge.camera import FrameSource
+from edge.config import WildlifeSection
+from edge.vision.manifest import DEFAULT_MODEL, load_manifest
+from edge.vision.onnx import OnnxModel
+from edge.wildlife.app import Emit, MotionGate, WildlifeApp
+from edge.wildlife.incursion import Rules
+
+
+def open_source(cfg: WildlifeSection) -> FrameSource:
+    if cfg.source == "picamera":
+        from edge.camera.picam import PicameraSource
+
+        return PicameraSource()
+    if cfg.source.isdigit() or "://" in cfg.source:
+        from edge.camera.opencv import OpenCvSource
+
+        return OpenCvSource(int(cfg.source) if cfg.source.isdigit() else cfg.source)
+    from edge.camera.files import FileSource
+
+    return FileSource(Path(cfg.source), loop=cfg.loop, fps=cfg.fps)
+
+
+def build_wildlife(cfg: WildlifeSection, emit: Emit | Any) -> WildlifeApp:
+    manifest = load_manifest(cfg.model or DEFAULT_MODEL)
+    rules = Rules(
+        threshold=cfg.threshold or manifest.score_threshold,
+        start_frames=cfg.start_frames,
+        window_s=cfg.window_s,
+        quiet_s=cfg.quiet_s,
+        cooldown_s=cfg.cooldown_s,
+    )
+    return WildlifeApp(
+        open_source(cfg),
+        OnnxModel(manifest, threads=1),
+        emit,
+        rules=rules,
+        night_threshold=cfg.night_threshold,
+        motion=MotionGate() if cfg.motion else None,
+    )
