@@ -15,6 +15,7 @@ from typing import Any
 import sdnotify
 from flask import Flask
 
+from hub.alerts import Alerts
 from hub.auth import ROLES, Accounts, AuthError
 from hub.config import EXIT_BAD_CONFIG, HubConfig, load_hub_config
 from hub.errors import HubConfigError
@@ -59,6 +60,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--password-file", type=Path, help="file holding the password")
     add.set_defaults(func=add_user)
+    sub_ = hsub.add_parser(
+        "add-subscriber",
+        help="send monkey alerts to a hunter or farmer",
+        description="Add (or replace) an alert subscriber. URL is any Apprise URL: "
+        "mailto://..., ntfy://..., line://..., tgram://..., json://... (webhook). They get one "
+        "alert per troop incursion at the cameras they follow, with the snapshot where the "
+        'channel carries pictures, and an "I\'m on it" link.',
+    )
+    sub_.add_argument("name", help="who, e.g. 'Yamada (hunter)'")
+    sub_.add_argument("url", help="Apprise notification URL")
+    sub_.add_argument(
+        "--cameras", default="*", help="comma-separated device ids to follow (default: all)"
+    )
+    sub_.add_argument("--quiet", help="quiet hours, local time, e.g. 22-5")
+    sub_.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="hub TOML file (as for `mimamori hub`)",
+    )
+    sub_.set_defaults(func=add_subscriber)
     push = hsub.add_parser(
         "push-model",
         help="send a signed model update to a device",
@@ -87,6 +109,7 @@ class Hub:
     store: Store
     ingest: Ingest
     app: Flask
+    alerts: Alerts
     _server: Any = field(default=None, repr=False)
 
     def start(self, web: bool = True) -> Hub:
@@ -109,6 +132,7 @@ class Hub:
         if self._server is not None:
             self._server.close()
         self.ingest.stop()
+        self.alerts.close()
         self.store.close()
 
 
@@ -124,14 +148,15 @@ def build(config: Path) -> Hub:
     cfg = load_hub_config(config)
     store = Store(cfg.store.url).create()
     ingest = Ingest(cfg, store)
-    return Hub(
-        cfg,
+    secret = secret_key(cfg.web.secret_file)
+    alerts = Alerts(
         store,
-        ingest,
-        create_app(
-            store, ingest, secret_key(cfg.web.secret_file), secure_cookies=cfg.web.secure_cookies
-        ),
+        secret=secret,
+        public_url=cfg.web.public_url or f"http://{cfg.web.bind}:{cfg.web.port}",
     )
+    ingest.on_wildlife = alerts.handle
+    app = create_app(store, ingest, secret, secure_cookies=cfg.web.secure_cookies, alerts=alerts)
+    return Hub(cfg, store, ingest, app, alerts)
 
 
 def add_user(args: argparse.Namespace) -> int:
@@ -160,6 +185,36 @@ def add_user(args: argparse.Namespace) -> int:
     accounts.record(getpass.getuser(), "user.add", args.name, f"role {args.role}", "cli")
     store.close()
     print(f"staff account {args.name} ({args.role}) saved")
+    return 0
+
+
+def add_subscriber(args: argparse.Namespace) -> int:
+    import sys
+
+    quiet = None
+    try:
+        if args.quiet:
+            a, b = (int(x) for x in args.quiet.split("-"))
+            if not (0 <= a < 24 and 0 <= b < 24):
+                raise ValueError
+            quiet = (a, b)
+    except ValueError:
+        print(f"error: --quiet {args.quiet!r}: expected HOUR-HOUR, e.g. 22-5", file=sys.stderr)
+        return 1
+    try:
+        hub = build(args.config)
+    except HubConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    try:
+        hub.alerts.add_subscriber(args.name, args.url, args.cameras, quiet)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        hub.alerts.close()
+        hub.store.close()
+    print(f"subscriber {args.name} added (cameras: {args.cameras})")
     return 0
 
 

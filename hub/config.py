@@ -65,6 +65,11 @@ class StoreSection(Section):
 class WebSection(Section):
     bind: str = Field("127.0.0.1", description="address the staff pages listen on")
     port: int = Field(8080, ge=1, le=65535, description="port of the staff pages")
+    public_url: str | None = Field(
+        None,
+        description="how subscribers' phones reach these pages, for alert links "
+        "(default: http://BIND:PORT)",
+    )
     secure_cookies: bool = Field(
         True,
         description="mark the session cookie Secure (browsers accept it on localhost; "

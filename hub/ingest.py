@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +86,8 @@ class Ingest:
         self._connected = threading.Event()
         self._client = self._new_client()
         self._writer = threading.Thread(target=self._write_loop, name="hub-writer", daemon=True)
+        #: called with each stored wildlife event (hub.alerts.Alerts.handle); optional
+        self.on_wildlife: Callable[[Message, datetime], None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -235,6 +238,13 @@ class Ingest:
                 log.exception("storing a batch of %d failed; retrying", len(good))
                 if self._stopping.wait(1.0):
                     return
+        if self.on_wildlife is not None:
+            for m in good:
+                if m.topic.channel == "event" and m.topic.rest.startswith("wildlife."):
+                    try:
+                        self.on_wildlife(m, datetime.now(UTC))
+                    except Exception:
+                        log.exception("alert handling failed for %s", m.topic)
         self.counters["stored"] += result.new
         self.counters["duplicates"] += result.duplicates
         self.counters["stale_wills"] += result.stale_wills

@@ -29,6 +29,7 @@ from flask import (
 from flask_wtf.csrf import CSRFProtect
 
 from edge import contract
+from hub.alerts import Alerts
 from hub.auth import Accounts, Throttle
 from hub.ingest import Ingest
 from hub.store import Store
@@ -72,7 +73,12 @@ def parse_desired(text: str) -> dict[str, Any]:
 
 
 def create_app(
-    store: Store, ingest: Ingest | None, secret_key: bytes, *, secure_cookies: bool = True
+    store: Store,
+    ingest: Ingest | None,
+    secret_key: bytes,
+    *,
+    secure_cookies: bool = True,
+    alerts: Alerts | None = None,
 ) -> Flask:
     app = Flask(__name__)
     app.secret_key = secret_key
@@ -98,7 +104,7 @@ def create_app(
         if g.role is None:
             g.user = None
             session.pop("user", None)
-            if request.endpoint not in ("login", "static"):
+            if request.endpoint not in ("login", "static", "take"):
                 if request.path.startswith("/api/"):
                     abort(401)
                 return redirect(url_for("login", next=request.full_path))
@@ -226,6 +232,33 @@ def create_app(
         audit("command", dev, f"{name} ({corr})")
         flash(f"Command {name} sent.", "ok")
         return redirect(url_for("device", dev=dev) + "#commands")
+
+    @app.get("/alerts")
+    @require("admin", "wildlife")
+    def alerts_page() -> str:
+        return render_template("alerts.html", troops=alerts.recent() if alerts else [])
+
+    @app.route("/alerts/take/<token>", methods=["GET", "POST"])
+    def take(token: str) -> Any:
+        """The link in each alert: the token names the incursion and the subscriber."""
+        found = alerts.resolve_token(token) if alerts else None
+        if found is None or alerts is None:
+            abort(404)
+        troop_id, name = found
+        troop = alerts.troop(troop_id)
+        if troop is None:
+            abort(404)
+        if request.method == "POST":
+            if alerts.take(troop_id, name):
+                accounts.record(
+                    name,
+                    "alert.taken",
+                    troop_id,
+                    ", ".join(troop["cameras"]),
+                    request.remote_addr or "",
+                )
+            troop = alerts.troop(troop_id)
+        return render_template("take.html", t=troop, name=name, token=token)
 
     @app.get("/ingest")
     def ingest_page() -> str:

@@ -1,0 +1,354 @@
+"""Monkey alerts at the hub: troop incursions, subscribers, delivery through Apprise.
+
+* One **troop incursion** per visit: a ``wildlife.incursion`` from a camera within
+  ``MERGE_WINDOW`` of an open troop incursion at another camera joins it (the cameras are kept
+  in order: the direction of travel) and sends no second alert. A repeated message (same
+  device and incursion id) changes nothing.
+* **Subscribers** (hunters, farmers) have an Apprise URL (e-mail, ntfy, LINE, Slack,
+  Telegram, webhooks...), the cameras they follow and quiet hours. Each gets one alert per troop
+  incursion with the snapshot attached and an "I'm on it" link; taking it tells the others who
+  is going.
+* An alert held in a device's outbox during a coverage gap says so: "seen 14:02, delivered
+  14:31", never presented as live.
+* Delivery runs on a small thread pool so a slow mail server never holds up ingest.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import tempfile
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import apprise
+import sqlalchemy as sa
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from edge import contract
+from hub.store import TS, Message, Store, metadata, utc
+
+log = logging.getLogger(__name__)
+
+MERGE_WINDOW = timedelta(minutes=5)
+LATE_AFTER = timedelta(seconds=60)
+LOCAL = ZoneInfo("Asia/Tokyo")
+
+subscribers = sa.Table(
+    "alert_subscribers",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("cameras", sa.String(500), nullable=False, default="*"),
+    sa.Column("quiet_from", sa.Integer),  # local hour, e.g. 22
+    sa.Column("quiet_to", sa.Integer),  # local hour, e.g. 5
+)
+
+troops = sa.Table(
+    "troop_incursions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("cameras", sa.JSON, nullable=False),  # device ids in the order they saw it
+    sa.Column("started", TS, nullable=False),
+    sa.Column("last_seen", TS, nullable=False),
+    sa.Column("ended", TS),
+    sa.Column("max_score", sa.Float, nullable=False),
+    sa.Column("snapshot", sa.Text),
+    sa.Column("late", sa.Boolean, nullable=False, default=False),
+    sa.Column("delivered", TS, nullable=False),
+    sa.Column("taken_by", sa.String(64)),
+    sa.Column("taken_at", TS),
+)
+
+sightings = sa.Table(
+    "incursion_sightings",
+    metadata,
+    sa.Column("device", sa.String(64), primary_key=True),
+    sa.Column("incursion", sa.String(32), primary_key=True),
+    sa.Column("troop", sa.String(32), nullable=False, index=True),
+)
+
+deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    sa.Column(
+        "pk",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("troop", sa.String(32), nullable=False, index=True),
+    sa.Column("subscriber", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # alert | taken
+    sa.Column("at", TS, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+)
+
+
+def hhmm(ts: datetime) -> str:
+    return ts.astimezone(LOCAL).strftime("%H:%M")
+
+
+class Alerts:
+    def __init__(self, store: Store, *, public_url: str, secret: bytes, workers: int = 2) -> None:
+        self.engine = store.engine
+        self.public_url = public_url.rstrip("/")
+        self._tokens = URLSafeSerializer(secret, salt="take-incursion")
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="alerts")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    # -- subscribers ---------------------------------------------------------------------
+
+    def add_subscriber(
+        self, name: str, url: str, cameras: str = "*", quiet: tuple[int, int] | None = None
+    ) -> None:
+        if not apprise.Apprise().add(url):
+            raise ValueError(f"notification URL for {name!r} is not one Apprise understands")
+        row = {
+            "name": name,
+            "url": url,
+            "cameras": cameras,
+            "quiet_from": quiet[0] if quiet else None,
+            "quiet_to": quiet[1] if quiet else None,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(subscribers.delete().where(subscribers.c.name == name))
+            conn.execute(subscribers.insert().values(**row))
+
+    def _audience(self, cameras: list[str], now: datetime) -> list[sa.Row[Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(subscribers)).all()
+        hour = now.astimezone(LOCAL).hour
+        out = []
+        for r in rows:
+            follows = r.cameras == "*" or set(cameras) & {c.strip() for c in r.cameras.split(",")}
+            quiet = (
+                r.quiet_from is not None
+                and r.quiet_to is not None
+                and (
+                    (r.quiet_from <= hour < r.quiet_to)
+                    if r.quiet_from < r.quiet_to
+                    else (hour >= r.quiet_from or hour < r.quiet_to)
+                )
+            )
+            if follows and not quiet:
+                out.append(r)
+        return out
+
+    # -- incoming ------------------------------------------------------------------------
+
+    def handle(self, msg: Message, received: datetime) -> None:
+        """Called by ingest for every stored wildlife event (repeats are harmless)."""
+        p = msg.payload
+        if not isinstance(p, contract.EventPayload):
+            return
+        if p.kind == "wildlife.incursion":
+            self._sighting(
+                msg.topic.dev, contract.IncursionData.model_validate(p.data), p, received
+            )
+        elif p.kind == "wildlife.incursion_end":
+            end = contract.IncursionEndData.model_validate(p.data)
+            with self.engine.begin() as conn:
+                troop = conn.execute(
+                    sa.select(sightings.c.troop).where(
+                        sightings.c.device == msg.topic.dev, sightings.c.incursion == end.incursion
+                    )
+                ).scalar()
+                if troop:
+                    conn.execute(
+                        troops.update()
+                        .where(troops.c.id == troop)
+                        .values(
+                            ended=end.ended,
+                            last_seen=end.ended,
+                            max_score=sa.func.max(troops.c.max_score, end.max_score)
+                            if self.engine.dialect.name == "sqlite"
+                            else sa.func.greatest(troops.c.max_score, end.max_score),
+                        )
+                    )
+
+    def _sighting(
+        self, dev: str, data: contract.IncursionData, p: contract.EventPayload, received: datetime
+    ) -> None:
+        late = (received - p.created) > LATE_AFTER or p.hist
+        with self.engine.begin() as conn:
+            seen = conn.execute(
+                sa.select(sightings.c.troop).where(
+                    sightings.c.device == dev, sightings.c.incursion == data.incursion
+                )
+            ).scalar()
+            if seen:
+                return  # the same message again
+            recent = conn.execute(
+                sa.select(troops)
+                .where(
+                    troops.c.last_seen >= data.started - MERGE_WINDOW,
+                )
+                .order_by(troops.c.started.desc())
+            ).first()
+            if recent is not None and dev not in recent.cameras:
+                conn.execute(
+                    troops.update()
+                    .where(troops.c.id == recent.id)
+                    .values(
+                        cameras=[*recent.cameras, dev],
+                        last_seen=max(utc(recent.last_seen) or data.started, data.started),
+                        max_score=max(recent.max_score, data.score),
+                    )
+                )
+                conn.execute(
+                    sightings.insert().values(device=dev, incursion=data.incursion, troop=recent.id)
+                )
+                log.info(
+                    "incursion at %s joins troop %s (cameras %s)",
+                    dev,
+                    recent.id,
+                    [*recent.cameras, dev],
+                )
+                return
+            troop = uuid.uuid4().hex
+            conn.execute(
+                troops.insert().values(
+                    id=troop,
+                    cameras=[dev],
+                    started=data.started,
+                    last_seen=data.started,
+                    max_score=data.score,
+                    snapshot=data.snapshot_jpeg,
+                    late=late,
+                    delivered=received,
+                )
+            )
+            conn.execute(
+                sightings.insert().values(device=dev, incursion=data.incursion, troop=troop)
+            )
+        body = self._alert_text(dev, data, late, received)
+        for sub in self._audience([dev], received):
+            link = f"{self.public_url}/alerts/take/{self._tokens.dumps([troop, sub.name])}"
+            self._pool.submit(
+                self._send,
+                troop,
+                sub.name,
+                sub.url,
+                "alert",
+                "Monkeys / サル出没",
+                f"{body}\nI'm on it: {link}",
+                data.snapshot_jpeg,
+            )
+
+    @staticmethod
+    def _alert_text(dev: str, data: contract.IncursionData, late: bool, received: datetime) -> str:
+        when = (
+            f"seen {hhmm(data.started)}, delivered {hhmm(received)} (held by a coverage gap)"
+            if late
+            else f"seen {hhmm(data.started)}"
+        )
+        return (
+            f"サルが出ました / monkeys at {dev}: {when}. "
+            f"Score {data.score:.2f}, {data.frames} frames."
+        )
+
+    def _send(
+        self,
+        troop: str,
+        name: str,
+        url: str,
+        kind: str,
+        title: str,
+        body: str,
+        snapshot_b64: str | None,
+    ) -> bool:
+        notifier = apprise.Apprise()
+        notifier.add(url)
+        ok = False
+        with tempfile.TemporaryDirectory() as tmp:
+            attach = None
+            if snapshot_b64:
+                path = Path(tmp) / "snapshot.jpg"
+                path.write_bytes(base64.b64decode(snapshot_b64))
+                attach = apprise.AppriseAttachment()
+                attach.add(str(path))
+            try:
+                ok = bool(notifier.notify(title=title, body=body, attach=attach))
+            except Exception:
+                log.exception("alert to %s failed", name)
+        if not ok:
+            log.warning("alert %s to %s not delivered", kind, name)
+        with self.engine.begin() as conn:
+            conn.execute(
+                deliveries.insert().values(
+                    troop=troop, subscriber=name, kind=kind, at=datetime.now(UTC), ok=ok
+                )
+            )
+        return ok
+
+    # -- taking it -----------------------------------------------------------------------
+
+    def resolve_token(self, token: str) -> tuple[str, str] | None:
+        try:
+            troop, name = self._tokens.loads(token)
+        except (BadSignature, ValueError):
+            return None
+        return str(troop), str(name)
+
+    def take(self, troop: str, name: str) -> bool:
+        """Mark the incursion taken by ``name``; tell the others. False if already taken."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                troops.update()
+                .where(troops.c.id == troop, troops.c.taken_by.is_(None))
+                .values(taken_by=name, taken_at=now)
+            )
+            if done.rowcount == 0:
+                return False
+            row = conn.execute(sa.select(troops).where(troops.c.id == troop)).one()
+        for sub in self._audience(list(row.cameras), now):
+            if sub.name != name:
+                self._pool.submit(
+                    self._send,
+                    troop,
+                    sub.name,
+                    sub.url,
+                    "taken",
+                    "Monkeys: someone is going / 対応中",
+                    f"{name} is going to {', '.join(row.cameras)} "
+                    f"(seen {hhmm(utc(row.started) or now)}).",
+                    None,
+                )
+        return True
+
+    def troop(self, troop: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(troops).where(troops.c.id == troop)).mappings().first()
+        return (
+            {k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()} if row else None
+        )
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = (
+                conn.execute(sa.select(troops).order_by(troops.c.started.desc()).limit(limit))
+                .mappings()
+                .all()
+            )
+        return [{k: utc(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in rows]
+
+    def deliveries(self, troop: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(deliveries)
+                    .where(deliveries.c.troop == troop)
+                    .order_by(deliveries.c.pk)
+                )
+                .mappings()
+                .all()
+            ]

@@ -1,0 +1,181 @@
+"""Monkey alerts from the hub: a real SMTP server and a real webhook receive them."""
+
+from __future__ import annotations
+
+import base64
+import email
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import paho.mqtt.client as mqtt
+import pytest
+from aiosmtpd.controller import Controller
+
+from edge import contract
+from hub.cli import Hub
+from provisioning.fleet import Fleet
+from provisioning.mosquitto import MosquittoProcess
+from tests.conftest import MEDIA, device_identity, free_port
+from tests.mqtt_probe import client, wait_until
+
+JPEG = (
+    base64.b64encode((MEDIA / "opencv" / "baboon.jpg").read_bytes()).decode()
+    if MEDIA.is_dir()
+    else base64.b64encode(b"\xff\xd8\xff\xd9").decode()
+)
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.Message] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        self.messages.append(email.message_from_bytes(envelope.content))  # type: ignore[attr-defined]
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Mailbox]]:
+    box, port = Mailbox(), free_port()
+    ctl = Controller(box, hostname="127.0.0.1", port=port)
+    ctl.start()
+    yield port, box
+    ctl.stop()
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[int, list[dict]]]:
+    posts: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], posts
+    server.shutdown()
+
+
+@pytest.fixture
+def cams(fleet: Fleet, broker: MosquittoProcess) -> Iterator[dict[str, mqtt.Client]]:
+    out = {}
+    for name in ("field-01", "field-02"):
+        fleet.add_device(name, "wildlife")
+        c = client(device_identity(fleet, name))
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        wait_until(c.is_connected, 5, name)
+        out[name] = c
+    yield out
+    for c in out.values():
+        c.loop_stop()
+        c.disconnect()
+
+
+def sighting(
+    c: mqtt.Client,
+    dev: str,
+    incursion: str,
+    *,
+    seq: int,
+    hist: bool = False,
+    ago: timedelta = timedelta(0),
+) -> None:
+    seen = contract.utcnow() - ago
+    data = contract.IncursionData(
+        incursion=incursion,
+        started=seen,
+        score=0.93,
+        label="macaque",
+        box=(10, 10, 200, 200),
+        frames=3,
+        snapshot_jpeg=JPEG,
+    )
+    payload = contract.EventPayload(
+        id=uuid.uuid4().hex,
+        seq=seq,
+        kind="wildlife.incursion",
+        prio=contract.Priority.ALARM,
+        hist=hist,
+        created=seen,
+        data=data.model_dump(mode="json"),
+    )
+    c.publish(contract.event(dev, "wildlife.incursion"), payload.dumps(), qos=1).wait_for_publish(5)
+
+
+def test_one_alert_per_troop_with_snapshot_and_im_on_it(
+    hub: Hub,
+    cams: dict[str, mqtt.Client],
+    smtp: tuple[int, Mailbox],
+    webhook: tuple[int, list[dict]],
+) -> None:
+    port, mailbox = smtp
+    hook_port, posts = webhook
+    hub.alerts.add_subscriber(
+        "yamada",
+        f"mailto://127.0.0.1:{port}?from=hub@town.local&to=yamada@example.jp&mode=insecure",
+        cameras="field-01,field-02",
+    )
+    hub.alerts.add_subscriber("farm-ops", f"json://127.0.0.1:{hook_port}/alerts")
+    hub.alerts.add_subscriber(
+        "night-owl", f"json://127.0.0.1:{hook_port}/owl", cameras="field-09"
+    )  # follows another camera: nothing
+    first = uuid.uuid4().hex
+    sighting(cams["field-01"], "field-01", first, seq=1)
+    sighting(cams["field-01"], "field-01", first, seq=1)  # the same message redelivered
+    sighting(cams["field-02"], "field-02", uuid.uuid4().hex, seq=1)  # the troop moves on
+    wait_until(lambda: mailbox.messages and posts, 20, "mail and webhook")
+    wait_until(
+        lambda: (
+            len(hub.alerts.recent()) == 1
+            and hub.alerts.recent()[0]["cameras"] == ["field-01", "field-02"]
+        ),
+        10,
+        "merged troop",
+    )
+    mail = mailbox.messages[0]
+    assert "Monkeys" in mail["Subject"]
+    parts = {p.get_content_type(): p for p in mail.walk()}
+    assert parts["image/jpeg"].get_payload(decode=True) == base64.b64decode(JPEG)
+    text = parts["text/plain"].get_payload(decode=True).decode()
+    assert "field-01" in text and "I'm on it:" in text and "delivered" not in text
+    post = posts[0]
+    assert post["attachments"][0]["base64"] == JPEG  # the webhook carries the picture too
+    assert len(mailbox.messages) == 1 and len(posts) == 1  # one alert, not three
+
+    # Yamada follows the link and takes it; farm-ops is told who is going
+    token = re.search(r"/alerts/take/(\S+)", text).group(1)  # type: ignore[union-attr]
+    web = hub.app.test_client()
+    web.environ_base["wsgi.url_scheme"] = "https"
+    page = web.get(f"/alerts/take/{token}").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    done = web.post(f"/alerts/take/{token}", data={"csrf_token": csrf}).get_data(as_text=True)
+    assert "you are going" in done
+    assert hub.alerts.recent()[0]["taken_by"] == "yamada"
+    wait_until(lambda: len(posts) == 2, 10, "the others told")
+    assert "yamada is going" in posts[1]["message"]
+    assert web.get("/alerts/take/forged-token").status_code == 404
+
+
+def test_alert_held_by_a_coverage_gap_says_when_it_was_seen(
+    hub: Hub, cams: dict[str, mqtt.Client], webhook: tuple[int, list[dict]]
+) -> None:
+    hook_port, posts = webhook
+    hub.alerts.add_subscriber("farm-ops", f"json://127.0.0.1:{hook_port}/alerts")
+    sighting(
+        cams["field-01"], "field-01", uuid.uuid4().hex, seq=1, hist=True, ago=timedelta(minutes=29)
+    )
+    wait_until(lambda: posts, 20, "late alert")
+    assert re.search(r"seen \d\d:\d\d, delivered \d\d:\d\d", posts[0]["message"])
+    assert hub.alerts.recent()[0]["late"] is True
