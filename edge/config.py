@@ -85,6 +85,14 @@ class UpdatesSection(Section):
     )
 
 
+class DeterrentSection(Section):
+    pin: int = Field(17, ge=0, le=27, description="BCM pin of the buzzer/strobe/relay")
+    min_s: float = Field(3.0, gt=0, le=120, description="shortest random pattern")
+    max_s: float = Field(8.0, gt=0, le=300, description="longest random pattern")
+    min_gap_s: float = Field(300.0, ge=0, le=86400, description="never fire more often")
+    at_night: bool = Field(False, description="fire at night too (infrared frames)")
+
+
 class WildlifeSection(Section):
     source: str = Field(
         description="'picamera', a camera index ('0'), an rtsp:// or http:// URL, or a video "
@@ -103,6 +111,14 @@ class WildlifeSection(Section):
     quiet_s: float = Field(30.0, gt=0, le=3600, description="no positive this long ends it")
     cooldown_s: float = Field(60.0, ge=0, le=3600, description="no new incursion before this")
     motion: bool = Field(True, description="run the model only when something moves")
+    pir_pin: int | None = Field(
+        None,
+        ge=0,
+        le=27,
+        description="BCM pin of a PIR sensor: look only after it sees movement (battery nodes)",
+    )
+    pir_wake_s: float = Field(60.0, gt=0, le=3600, description="stay awake after PIR motion")
+    deterrent: DeterrentSection | None = Field(None, description="scare device; omit for none")
 
 
 class SimSection(Section):

@@ -117,6 +117,7 @@ class Service:
                 "ping": self._cmd_ping,
                 "snapshot-config": self._cmd_snapshot_config,
                 "restart-app": self._cmd_restart_app,
+                "deterrent-hold": self._cmd_deterrent_hold,
             },
             on_job=self._on_job,
         )
@@ -260,13 +261,21 @@ class Service:
         self.restart_app()
         return {"restarted": self.app is not None}
 
+    def _cmd_deterrent_hold(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A hunter is on the way (or a trap is set): keep the deterrent silent."""
+        minutes = float(args.get("minutes", 60))
+        if not 0 < minutes <= 24 * 60:
+            raise ValueError(f"minutes: expected 1..1440 (got {minutes})")
+        hold = getattr(self.app, "hold_deterrent", None)
+        return {"held": bool(hold(minutes * 60)) if hold else False, "minutes": minutes}
+
     def restart_app(self) -> None:
         with self._app_lock:
             if self.app is not None:
                 self.app.close()
             try:
                 self.app = self._app_factory(self.cfg, self.emit)
-            except (MimamoriError, CameraError, OSError) as e:
+            except (MimamoriError, CameraError, OSError, ImportError) as e:
                 # the link stays up so the hub sees why and can send a fix
                 log.error("app not started: %s", e)
                 self.app = None

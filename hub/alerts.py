@@ -19,6 +19,7 @@ import base64
 import logging
 import tempfile
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,6 +100,8 @@ class Alerts:
         self.public_url = public_url.rstrip("/")
         self._tokens = URLSafeSerializer(secret, salt="take-incursion")
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="alerts")
+        #: called with the troop's cameras when someone takes it (hub: hold their deterrents)
+        self.on_taken: Callable[[list[str]], None] | None = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -309,6 +312,8 @@ class Alerts:
             if done.rowcount == 0:
                 return False
             row = conn.execute(sa.select(troops).where(troops.c.id == troop)).one()
+        if self.on_taken is not None:
+            self.on_taken(list(row.cameras))
         for sub in self._audience(list(row.cameras), now):
             if sub.name != name:
                 self._pool.submit(

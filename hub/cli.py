@@ -155,6 +155,13 @@ def build(config: Path) -> Hub:
         public_url=cfg.web.public_url or f"http://{cfg.web.bind}:{cfg.web.port}",
     )
     ingest.on_wildlife = alerts.handle
+
+    # a hunter is on the way: keep the troop's cameras from scaring it off before they arrive
+    def hold_deterrents(cameras: list[str]) -> None:
+        for dev in cameras:
+            ingest.send_command(dev, "deterrent-hold", {"minutes": 60})
+
+    alerts.on_taken = hold_deterrents
     app = create_app(store, ingest, secret, secure_cookies=cfg.web.secure_cookies, alerts=alerts)
     return Hub(cfg, store, ingest, app, alerts)
 

@@ -21,6 +21,7 @@ import numpy as np
 from edge.camera import CameraError, Frame, FrameSource
 from edge.contract import Priority
 from edge.vision.onnx import Finding, OnnxModel
+from edge.wildlife.deterrent import Deterrent, Pir
 from edge.wildlife.incursion import Rules, Tracker
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,11 @@ class WildlifeApp:
         rules: Rules,
         night_threshold: float,
         motion: MotionGate | None = None,
+        deterrent: Deterrent | None = None,
+        pir: Pir | None = None,
     ) -> None:
         self.source, self.model, self.emit = source, model, emit
+        self.deterrent, self.pir = deterrent, pir
         self.rules, self.night_threshold = rules, night_threshold
         self.motion = motion
         self.tracker: Tracker[Shot] = Tracker(rules)
@@ -99,6 +103,8 @@ class WildlifeApp:
     def step(self, now: float) -> None:
         if self.exhausted:
             return
+        if self.pir is not None and not self.pir.awake and self.tracker.current is None:
+            return  # asleep until the PIR sees something: camera and model stay idle
         try:
             frame = self.source.read()
         except CameraError as e:
@@ -128,6 +134,8 @@ class WildlifeApp:
         if what == "start" and cur is not None and cur.best is not None:
             self._id = uuid.uuid4().hex
             log.info("monkeys! incursion %d started (score %.2f)", cur.number, cur.max_score)
+            if self.deterrent is not None:
+                self.deterrent.fire(night=night)
             self.emit(
                 "wildlife.incursion",
                 {
@@ -168,5 +176,14 @@ class WildlifeApp:
         x1, y1, x2, y2 = shot.finding.box
         return (int(x1 * scale), int(y1 * scale), int(x2 * scale), int(y2 * scale))
 
+    def hold_deterrent(self, seconds: float) -> bool:
+        if self.deterrent is None:
+            return False
+        self.deterrent.hold(seconds)
+        return True
+
     def close(self) -> None:
         self.source.close()
+        for part in (self.deterrent, self.pir):
+            if part is not None:
+                part.close()

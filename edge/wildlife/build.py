@@ -10,6 +10,7 @@ from edge.config import WildlifeSection
 from edge.vision.manifest import DEFAULT_MODEL, load_manifest
 from edge.vision.onnx import OnnxModel
 from edge.wildlife.app import Emit, MotionGate, WildlifeApp
+from edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
 from edge.wildlife.incursion import Rules
 
 
@@ -27,7 +28,7 @@ def open_source(cfg: WildlifeSection) -> FrameSource:
     return FileSource(Path(cfg.source), loop=cfg.loop, fps=cfg.fps)
 
 
-def build_wildlife(cfg: WildlifeSection, emit: Emit | Any) -> WildlifeApp:
+def build_wildlife(cfg: WildlifeSection, emit: Emit | Any, pin_factory: Any = None) -> WildlifeApp:
     manifest = load_manifest(cfg.model or DEFAULT_MODEL)
     rules = Rules(
         threshold=cfg.threshold or manifest.score_threshold,
@@ -43,4 +44,10 @@ def build_wildlife(cfg: WildlifeSection, emit: Emit | Any) -> WildlifeApp:
         rules=rules,
         night_threshold=cfg.night_threshold,
         motion=MotionGate() if cfg.motion else None,
+        deterrent=Deterrent(DeterrentRules(**cfg.deterrent.model_dump()), pin_factory=pin_factory)
+        if cfg.deterrent
+        else None,
+        pir=Pir(cfg.pir_pin, cfg.pir_wake_s, pin_factory=pin_factory)
+        if cfg.pir_pin is not None
+        else None,
     )
