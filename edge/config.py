@@ -111,6 +111,18 @@ class WildlifeSection(Section):
     quiet_s: float = Field(30.0, gt=0, le=3600, description="no positive this long ends it")
     cooldown_s: float = Field(60.0, ge=0, le=3600, description="no new incursion before this")
     motion: bool = Field(True, description="run the model only when something moves")
+    ignore: list[tuple[float, float, float, float]] = Field(
+        default_factory=list,
+        description="zones to ignore (a road, a swaying tree) as "
+        "[x1, y1, x2, y2] fractions of the frame, e.g. [[0.0, 0.8, 1.0, 1.0]]",
+    )
+    log_mb: float = Field(
+        200.0,
+        ge=1,
+        le=100_000,
+        description="snapshots and event log kept "
+        "on the device (data_dir/wildlife), oldest removed first",
+    )
     pir_pin: int | None = Field(
         None,
         ge=0,

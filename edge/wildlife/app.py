@@ -9,10 +9,12 @@ loses nothing; the hub shows a late one as late.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -64,6 +66,47 @@ def snapshot(shot: Shot, width: int = SNAPSHOT_WIDTH, quality: int = 80) -> str:
     return base64.b64encode(buf.tobytes()).decode()
 
 
+class SnapshotLog:
+    """Snapshots and a one-line-per-event log on the device's own disk, bounded in size."""
+
+    def __init__(self, folder: Path, max_bytes: int) -> None:
+        self.folder, self.max_bytes = folder, max_bytes
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def record(self, what: str, shot: Shot, frames: int) -> Path:
+        stamp = shot.frame.ts.strftime("%Y%m%d-%H%M%S")
+        path = self.folder / f"{stamp}-{what}-{shot.frame.index:06d}.jpg"
+        path.write_bytes(base64.b64decode(snapshot(shot)))
+        with (self.folder / "events.jsonl").open("a") as f:
+            f.write(
+                json.dumps(
+                    {
+                        "ts": shot.frame.ts.isoformat(),
+                        "what": what,
+                        "score": round(shot.finding.score, 4),
+                        "frames": frames,
+                        "box": list(shot.finding.box),
+                        "file": path.name,
+                    }
+                )
+                + "\n"
+            )
+        self.prune()
+        return path
+
+    def prune(self) -> None:
+        shots = sorted(self.folder.glob("*.jpg"))
+        total = sum(p.stat().st_size for p in shots)
+        while shots and total > self.max_bytes:
+            oldest = shots.pop(0)
+            total -= oldest.stat().st_size
+            oldest.unlink()
+        events = self.folder / "events.jsonl"
+        if events.exists() and events.stat().st_size > self.max_bytes // 10:
+            lines = events.read_text().splitlines()
+            events.write_text("\n".join(lines[len(lines) // 2 :]) + "\n")
+
+
 class MotionGate:
     """Background subtraction (MOG2): is anything moving that is worth showing the model?"""
 
@@ -89,7 +132,11 @@ class WildlifeApp:
         motion: MotionGate | None = None,
         deterrent: Deterrent | None = None,
         pir: Pir | None = None,
+        ignore: list[tuple[float, float, float, float]] | None = None,
+        log: SnapshotLog | None = None,
     ) -> None:
+        self.ignore = ignore or []
+        self.log = log
         self.source, self.model, self.emit = source, model, emit
         self.deterrent, self.pir = deterrent, pir
         self.rules, self.night_threshold = rules, night_threshold
@@ -117,8 +164,20 @@ class WildlifeApp:
         self.frames += 1
         self.process(frame)
 
+    def masked(self, image: np.ndarray) -> np.ndarray:
+        """The frame with the ignored zones painted flat grey."""
+        if not self.ignore:
+            return image
+        out = image.copy()
+        h, w = image.shape[:2]
+        for x1, y1, x2, y2 in self.ignore:
+            out[int(y1 * h) : int(y2 * h), int(x1 * w) : int(x2 * w)] = 127
+        return out
+
     def process(self, frame: Frame) -> str | None:
         night = is_night(frame.image)
+        if self.ignore:
+            frame = Frame(self.masked(frame.image), frame.ts, frame.index)
         if (
             self.motion is not None
             and not self.motion.moving(frame.image)
@@ -134,6 +193,8 @@ class WildlifeApp:
         if what == "start" and cur is not None and cur.best is not None:
             self._id = uuid.uuid4().hex
             log.info("monkeys! incursion %d started (score %.2f)", cur.number, cur.max_score)
+            if self.log is not None:
+                self.log.record("start", cur.best, cur.frames)
             if self.deterrent is not None:
                 self.deterrent.fire(night=night)
             self.emit(
@@ -154,6 +215,8 @@ class WildlifeApp:
             done = self.tracker.last_ended
             if done is not None and done.best is not None and self._id is not None:
                 log.info("incursion %d ended after %d frames", done.number, done.frames)
+                if self.log is not None:
+                    self.log.record("end", done.best, done.frames)
                 self.emit(
                     "wildlife.incursion_end",
                     {

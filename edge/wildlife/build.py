@@ -28,7 +28,9 @@ def open_source(cfg: WildlifeSection) -> FrameSource:
     return FileSource(Path(cfg.source), loop=cfg.loop, fps=cfg.fps)
 
 
-def build_wildlife(cfg: WildlifeSection, emit: Emit | Any, pin_factory: Any = None) -> WildlifeApp:
+def build_wildlife(
+    cfg: WildlifeSection, emit: Emit | Any, data_dir: Path, pin_factory: Any = None
+) -> WildlifeApp:
     manifest = load_manifest(cfg.model or DEFAULT_MODEL)
     rules = Rules(
         threshold=cfg.threshold or manifest.score_threshold,

@@ -64,3 +64,36 @@ def test_alarm_held_through_a_coverage_gap_arrives_late_exactly_once(
     finally:
         svc.stop()
         t.join(10)
+
+
+def test_bad_model_file_is_reported_and_the_device_stays_up(
+    fleet: Fleet, broker: MosquittoProcess, hub: Hub, tmp_path: Path
+) -> None:
+    from edge.vision.manifest import DEFAULT_MODEL
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in ("efficientnet-lite0.toml", "imagenet-1k.labels.txt"):
+        shutil.copy(DEFAULT_MODEL.parent / f, models / f)
+    (models / "efficientnet-lite0.onnx").write_bytes(b"truncated download")
+    cfg = add_device(
+        fleet,
+        "field-03",
+        "wildlife",
+        wildlife={
+            "source": str(MEDIA / "opencv" / "baboon.jpg"),
+            "model": str(models / "efficientnet-lite0.toml"),
+        },
+    )
+    svc = Service(load_config(cfg))
+    t = threading.Thread(target=svc.run, daemon=True)
+    t.start()
+    try:
+        wait_until(lambda: hub.store.events("field-03"), 20, "notice at the hub")
+        notice = hub.store.events("field-03")[0]
+        assert notice["kind"] == "device.notice" and notice["data"]["level"] == "error"
+        assert "sha256" in notice["data"]["message"]
+        assert svc.link.connected and svc.app is None  # up, reachable, waiting for a fix
+    finally:
+        svc.stop()
+        t.join(10)

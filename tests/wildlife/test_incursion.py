@@ -100,3 +100,48 @@ def test_replayed_field_gives_one_alarm_with_snapshot(tmp_path: Path) -> None:
     done = contract.IncursionEndData.model_validate(end.data)
     assert done.incursion == data.incursion and done.frames == 5
     assert done.ended == T0 + timedelta(seconds=8)
+
+
+@pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not present")
+def test_ignored_zone_hides_monkeys_and_snapshot_log_is_bounded(tmp_path: Path) -> None:
+    from edge.wildlife.app import SnapshotLog
+
+    monkey = cv2.imread(str(MEDIA / "monkeys" / "images" / "monkey_21.jpg"))
+    model = OnnxModel(load_manifest(DEFAULT_MODEL))
+    rules = Rules(threshold=0.7, start_frames=2, window_s=10, quiet_s=1, cooldown_s=0)
+
+    def replay(app: WildlifeApp, visit: int = 0) -> list[str | None]:
+        from edge.camera import Frame
+
+        frames = [monkey] * 3 + [np.full_like(monkey, 90)] * 3
+        start = T0 + timedelta(minutes=visit)
+        return [
+            app.process(Frame(img, start + timedelta(seconds=i), i)) for i, img in enumerate(frames)
+        ]
+
+    seen: list[str] = []
+    everywhere = WildlifeApp(
+        FileSource(MEDIA / "opencv" / "fruits.jpg"),
+        model,
+        lambda k, d, p: seen.append(k),
+        rules=rules,
+        night_threshold=0.8,
+        ignore=[(0.0, 0.0, 1.0, 1.0)],
+    )
+    assert "start" not in replay(everywhere) and seen == []  # the whole frame is ignored
+    log = SnapshotLog(tmp_path / "log", max_bytes=60_000)
+    watched = WildlifeApp(
+        FileSource(MEDIA / "opencv" / "fruits.jpg"),
+        model,
+        lambda k, d, p: seen.append(k),
+        rules=rules,
+        night_threshold=0.8,
+        log=log,
+    )
+    for visit in range(4):  # four visits: more snapshots than the log may keep
+        replay(watched, visit)
+    assert seen.count("wildlife.incursion") == 4
+    kept = list((tmp_path / "log").glob("*.jpg"))
+    assert 0 < len(kept) < 8 and sum(p.stat().st_size for p in kept) <= 60_000
+    lines = (tmp_path / "log" / "events.jsonl").read_text().splitlines()
+    assert lines and '"what": "start"' in lines[0]
