@@ -47,6 +47,8 @@ subscribers = sa.Table(
     sa.Column("cameras", sa.String(500), nullable=False, default="*"),
     sa.Column("quiet_from", sa.Integer),  # local hour, e.g. 22
     sa.Column("quiet_to", sa.Integer),  # local hour, e.g. 5
+    # 0: alerted at once; N: alerted if nobody has taken it after N escalation steps
+    sa.Column("duty", sa.Integer, nullable=False, default=0),
 )
 
 troops = sa.Table(
@@ -90,13 +92,28 @@ deliveries = sa.Table(
 )
 
 
+def is_line(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in ("line", "lines")
+
+
 def hhmm(ts: datetime) -> str:
     return ts.astimezone(LOCAL).strftime("%H:%M")
 
 
 class Alerts:
-    def __init__(self, store: Store, *, public_url: str, secret: bytes, workers: int = 2) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        public_url: str,
+        secret: bytes,
+        workers: int = 2,
+        escalate_after: timedelta = timedelta(minutes=10),
+        line_monthly_budget: int = 200,
+    ) -> None:
         self.engine = store.engine
+        self.escalate_after = escalate_after
+        self.line_monthly_budget = line_monthly_budget
         self.public_url = public_url.rstrip("/")
         self._tokens = URLSafeSerializer(secret, salt="take-incursion")
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="alerts")
@@ -109,7 +126,12 @@ class Alerts:
     # -- subscribers ---------------------------------------------------------------------
 
     def add_subscriber(
-        self, name: str, url: str, cameras: str = "*", quiet: tuple[int, int] | None = None
+        self,
+        name: str,
+        url: str,
+        cameras: str = "*",
+        quiet: tuple[int, int] | None = None,
+        duty: int = 0,
     ) -> None:
         if not apprise.Apprise().add(url):
             raise ValueError(f"notification URL for {name!r} is not one Apprise understands")
@@ -119,12 +141,16 @@ class Alerts:
             "cameras": cameras,
             "quiet_from": quiet[0] if quiet else None,
             "quiet_to": quiet[1] if quiet else None,
+            "duty": duty,
         }
         with self.engine.begin() as conn:
             conn.execute(subscribers.delete().where(subscribers.c.name == name))
             conn.execute(subscribers.insert().values(**row))
 
-    def _audience(self, cameras: list[str], now: datetime) -> list[sa.Row[Any]]:
+    def _audience(
+        self, cameras: list[str], now: datetime, duty: int | None = 0
+    ) -> list[sa.Row[Any]]:
+        """Who follows these cameras and is not in quiet hours; ``duty`` None = any step."""
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(subscribers)).all()
         hour = now.astimezone(LOCAL).hour
@@ -140,7 +166,7 @@ class Alerts:
                     else (hour >= r.quiet_from or hour < r.quiet_to)
                 )
             )
-            if follows and not quiet:
+            if follows and not quiet and (duty is None or r.duty == duty):
                 out.append(r)
         return out
 
@@ -233,17 +259,81 @@ class Alerts:
             )
         body = self._alert_text(dev, data, late, received)
         for sub in self._audience([dev], received):
-            link = f"{self.public_url}/alerts/take/{self._tokens.dumps([troop, sub.name])}"
+            self._alert(troop, sub, body, data.snapshot_jpeg)
+
+    def _alert(self, troop: str, sub: sa.Row[Any], body: str, snapshot: str | None) -> None:
+        link = f"{self.public_url}/alerts/take/{self._tokens.dumps([troop, sub.name])}"
+        if is_line(sub.url):
+            # LINE's Messaging API plugin carries text only and a free official account has
+            # ~200 messages a month: short text, the picture behind the link, within budget
+            if self.line_used() >= self.line_monthly_budget:
+                log.warning(
+                    "LINE budget of %d this month used up: %s not alerted on LINE",
+                    self.line_monthly_budget,
+                    sub.name,
+                )
+                return
+            short = f"{body.split('. ')[0]}. {link}"
             self._pool.submit(
-                self._send,
-                troop,
-                sub.name,
-                sub.url,
-                "alert",
-                "Monkeys / サル出没",
-                f"{body}\nI'm on it: {link}",
-                data.snapshot_jpeg,
+                self._send, troop, sub.name, sub.url, "alert", "サル出没", short, None
             )
+            return
+        self._pool.submit(
+            self._send,
+            troop,
+            sub.name,
+            sub.url,
+            "alert",
+            "Monkeys / サル出没",
+            f"{body}\nI'm on it: {link}",
+            snapshot,
+        )
+
+    def line_used(self, now: datetime | None = None) -> int:
+        """LINE messages sent this calendar month (Japan time)."""
+        local = (now or datetime.now(UTC)).astimezone(LOCAL)
+        month = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+        with self.engine.connect() as conn:
+            names = [r.name for r in conn.execute(sa.select(subscribers)) if is_line(r.url)]
+            if not names:
+                return 0
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(deliveries)
+                    .where(
+                        deliveries.c.subscriber.in_(names),
+                        deliveries.c.at >= month,
+                        deliveries.c.ok.is_(True),
+                    )
+                ).scalar_one()
+            )
+
+    def escalate(self, now: datetime | None = None) -> int:
+        """Alert the next people on the duty roster for incursions nobody has taken."""
+        now = now or datetime.now(UTC)
+        sent = 0
+        with self.engine.connect() as conn:
+            open_troops = conn.execute(
+                sa.select(troops).where(
+                    troops.c.taken_by.is_(None), troops.c.delivered >= now - timedelta(hours=2)
+                )
+            ).all()
+            done = {
+                (r.troop, r.subscriber)
+                for r in conn.execute(sa.select(deliveries.c.troop, deliveries.c.subscriber))
+            }
+        for t in open_troops:
+            steps = int((now - (utc(t.delivered) or now)) / self.escalate_after)
+            for sub in self._audience(list(t.cameras), now, duty=None):
+                if 0 < sub.duty <= steps and (t.id, sub.name) not in done:
+                    text = (
+                        f"Nobody has taken this yet (escalated): monkeys at "
+                        f"{', '.join(t.cameras)}, seen {hhmm(utc(t.started) or now)}."
+                    )
+                    self._alert(t.id, sub, text, t.snapshot)
+                    sent += 1
+        return sent
 
     @staticmethod
     def _alert_text(dev: str, data: contract.IncursionData, late: bool, received: datetime) -> str:

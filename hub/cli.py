@@ -75,6 +75,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     sub_.add_argument("--quiet", help="quiet hours, local time, e.g. 22-5")
     sub_.add_argument(
+        "--duty",
+        type=int,
+        default=0,
+        help="0: alerted at once (default); N: alerted only if nobody has taken "
+        "the incursion after N x 10 minutes (the duty roster)",
+    )
+    sub_.add_argument(
         "--config",
         type=Path,
         default=argparse.SUPPRESS,
@@ -214,7 +221,7 @@ def add_subscriber(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     try:
-        hub.alerts.add_subscriber(args.name, args.url, args.cameras, quiet)
+        hub.alerts.add_subscriber(args.name, args.url, args.cameras, quiet, args.duty)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -261,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
     interval = int(os.environ.get("WATCHDOG_USEC", "10000000")) / 2e6
     try:
         while not stop.wait(interval):
+            hub.alerts.escalate()
             if hub.ingest.healthy:
                 notifier.notify("WATCHDOG=1")
             notifier.notify(

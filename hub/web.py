@@ -236,7 +236,12 @@ def create_app(
     @app.get("/alerts")
     @require("admin", "wildlife")
     def alerts_page() -> str:
-        return render_template("alerts.html", troops=alerts.recent() if alerts else [])
+        return render_template(
+            "alerts.html",
+            troops=alerts.recent() if alerts else [],
+            line_used=alerts.line_used() if alerts else 0,
+            line_budget=alerts.line_monthly_budget if alerts else 0,
+        )
 
     @app.route("/alerts/take/<token>", methods=["GET", "POST"])
     def take(token: str) -> Any:

@@ -179,3 +179,57 @@ def test_alert_held_by_a_coverage_gap_says_when_it_was_seen(
     wait_until(lambda: posts, 20, "late alert")
     assert re.search(r"seen \d\d:\d\d, delivered \d\d:\d\d", posts[0]["message"])
     assert hub.alerts.recent()[0]["late"] is True
+
+
+def test_escalation_to_the_duty_roster_and_the_line_budget(
+    hub: Hub, cams: dict[str, mqtt.Client], webhook: tuple[int, list[dict]]
+) -> None:
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from hub.alerts import deliveries
+
+    hook_port, posts = webhook
+    hub.alerts.add_subscriber("first", f"json://127.0.0.1:{hook_port}/first")
+    hub.alerts.add_subscriber("backup", f"json://127.0.0.1:{hook_port}/backup", duty=1)
+    hub.alerts.add_subscriber("line-group", "line://token/Uabcdef")  # counts against the budget
+    sighting(cams["field-01"], "field-01", uuid.uuid4().hex, seq=1)
+    wait_until(lambda: len(posts) == 1, 20, "the first alert")
+    assert hub.alerts.escalate() == 0  # too early: the roster waits
+    later = datetime.now(UTC) + hub.alerts.escalate_after + timedelta(seconds=1)
+    assert hub.alerts.escalate(now=later) == 1  # nobody took it: the backup hears
+    wait_until(lambda: len(posts) == 2, 10, "escalation")
+    assert "escalated" in posts[1]["message"]
+    assert hub.alerts.escalate(now=later) == 0  # once only
+    # the LINE budget: with this month's messages used up, LINE subscribers are skipped
+    with hub.store.engine.begin() as c:
+        c.execute(
+            deliveries.insert(),
+            [
+                {
+                    "troop": "x",
+                    "subscriber": "line-group",
+                    "kind": "alert",
+                    "at": datetime.now(UTC),
+                    "ok": True,
+                }
+            ]
+            * 200,
+        )
+    assert hub.alerts.line_used() == 200
+
+    def line_rows() -> int:
+        with hub.store.engine.connect() as c:
+            return int(
+                c.execute(
+                    sa.select(sa.func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.subscriber == "line-group")
+                ).scalar_one()
+            )
+
+    before = line_rows()
+    sighting(cams["field-01"], "field-01", uuid.uuid4().hex, seq=2)  # a new visit here
+    wait_until(lambda: len(posts) == 3, 20, "the next troop's alert")
+    assert line_rows() == before  # nothing more sent to LINE this month
