@@ -237,6 +237,8 @@ class IncursionData(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     incursion: str = Field(pattern=r"^[0-9a-f]{32}$", description="joins start and end")
+    camera: str = Field("cam0", max_length=40, description="which camera on the device")
+    location: str = Field("", max_length=200, description="where the device stands")
     started: datetime = Field(description="first positive frame")
     score: float = Field(ge=0, le=1)
     label: str = Field(max_length=100)

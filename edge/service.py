@@ -82,7 +82,7 @@ def default_app(cfg: DeviceConfig, emit: Emitter) -> App | None:
     if cfg.device.role == "wildlife" and cfg.wildlife is not None:
         from edge.wildlife.build import build_wildlife
 
-        return build_wildlife(cfg.wildlife, emit, Path(cfg.device.data_dir))
+        return build_wildlife(cfg.wildlife, emit, Path(cfg.device.data_dir), cfg.device.location)
     if cfg.sim is not None:
         return SimApp(emit, cfg.sim.event_interval_s)
     return None

@@ -29,7 +29,7 @@ from flask import (
 from flask_wtf.csrf import CSRFProtect
 
 from edge import contract
-from hub.alerts import Alerts
+from hub.alerts import LOCAL, Alerts
 from hub.auth import Accounts, Throttle
 from hub.ingest import Ingest
 from hub.store import Store
@@ -242,6 +242,29 @@ def create_app(
             line_used=alerts.line_used() if alerts else 0,
             line_budget=alerts.line_monthly_budget if alerts else 0,
         )
+
+    @app.get("/alerts/camera/<dev>")
+    @require("admin", "wildlife")
+    def camera_timeline(dev: str) -> str:
+        d = store.device(dev)
+        if d is None:
+            abort(404)
+        rows = store.events(dev, limit=500, kinds=["wildlife.incursion", "wildlife.incursion_end"])
+        ends = {
+            e["data"]["incursion"]: e["data"] for e in rows if e["kind"] == "wildlife.incursion_end"
+        }
+        visits = [
+            {**e, "end": ends.get(e["data"]["incursion"])}
+            for e in rows
+            if e["kind"] == "wildlife.incursion"
+        ]
+        by_day: dict[str, list[dict[str, Any]]] = {}
+        for v in visits:
+            day = (
+                datetime.fromisoformat(v["data"]["started"]).astimezone(LOCAL).strftime("%Y-%m-%d")
+            )
+            by_day.setdefault(day, []).append(v)
+        return render_template("timeline.html", d=d, by_day=by_day, local=LOCAL)
 
     @app.route("/alerts/take/<token>", methods=["GET", "POST"])
     def take(token: str) -> Any:

@@ -134,7 +134,10 @@ class WildlifeApp:
         pir: Pir | None = None,
         ignore: list[tuple[float, float, float, float]] | None = None,
         log: SnapshotLog | None = None,
+        camera: str = "cam0",
+        location: str = "",
     ) -> None:
+        self.camera, self.location = camera, location
         self.ignore = ignore or []
         self.log = log
         self.source, self.model, self.emit = source, model, emit
@@ -201,6 +204,8 @@ class WildlifeApp:
                 "wildlife.incursion",
                 {
                     "incursion": self._id,
+                    "camera": self.camera,
+                    "location": self.location,
                     "started": cur.started.isoformat(),
                     "score": round(cur.max_score, 4),
                     "label": cur.best.finding.label,

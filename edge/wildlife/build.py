@@ -29,7 +29,11 @@ def open_source(cfg: WildlifeSection) -> FrameSource:
 
 
 def build_wildlife(
-    cfg: WildlifeSection, emit: Emit | Any, data_dir: Path, pin_factory: Any = None
+    cfg: WildlifeSection,
+    emit: Emit | Any,
+    data_dir: Path,
+    location: str = "",
+    pin_factory: Any = None,
 ) -> WildlifeApp:
     manifest = load_manifest(cfg.model or DEFAULT_MODEL)
     rules = Rules(

@@ -233,3 +233,17 @@ def test_escalation_to_the_duty_roster_and_the_line_budget(
     sighting(cams["field-01"], "field-01", uuid.uuid4().hex, seq=2)  # a new visit here
     wait_until(lambda: len(posts) == 3, 20, "the next troop's alert")
     assert line_rows() == before  # nothing more sent to LINE this month
+
+
+def test_alerts_page_and_per_camera_timeline(hub: Hub, cams: dict[str, mqtt.Client]) -> None:
+    from tests.hub.conftest import staff_client
+
+    sighting(cams["field-01"], "field-01", uuid.uuid4().hex, seq=1)
+    wait_until(lambda: hub.alerts.recent(), 20, "troop stored")
+    ranger = staff_client(hub, "suzuki", "wildlife")
+    page = ranger.get("/alerts").get_data(as_text=True)
+    assert "/alerts/camera/field-01" in page and "nobody yet" in page and "data:image/jpeg" in page
+    timeline = ranger.get("/alerts/camera/field-01").get_data(as_text=True)
+    assert "1 visit" in timeline and "score 0.93" in timeline
+    transit = staff_client(hub, "kato", "transit")
+    assert transit.get("/alerts").status_code == 403
