@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from edge import contract
-from hub.store import TS, Message, Store, metadata, utc
+from hub.store import TS, Message, Store, metadata, pk, utc, with_utc
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,7 @@ sightings = sa.Table(
 deliveries = sa.Table(
     "alert_deliveries",
     metadata,
-    sa.Column(
-        "pk",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    pk(),
     sa.Column("troop", sa.String(32), nullable=False, index=True),
     sa.Column("subscriber", sa.String(64), nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),  # alert | taken
@@ -422,9 +417,7 @@ class Alerts:
     def troop(self, troop: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(troops).where(troops.c.id == troop)).mappings().first()
-        return (
-            {k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()} if row else None
-        )
+        return with_utc(dict(row)) if row else None
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -433,7 +426,7 @@ class Alerts:
                 .mappings()
                 .all()
             )
-        return [{k: utc(v) if isinstance(v, datetime) else v for k, v in r.items()} for r in rows]
+        return [with_utc(dict(r)) for r in rows]
 
     def deliveries(self, troop: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

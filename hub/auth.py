@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from hub.store import TS, Store, metadata, utc
+from hub.store import TS, Store, metadata, pk, utc
 
 ROLES = ("admin", "wildlife", "transit", "counter")
 MIN_PASSWORD = 10
@@ -39,12 +39,7 @@ users = sa.Table(
 audit = sa.Table(
     "audit_log",
     metadata,
-    sa.Column(
-        "pk",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    pk(),
     sa.Column("at", TS, nullable=False, index=True),
     sa.Column("user", sa.String(64), nullable=False),
     sa.Column("action", sa.String(64), nullable=False),

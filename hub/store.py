@@ -23,6 +23,17 @@ log = logging.getLogger(__name__)
 metadata = sa.MetaData()
 TS = sa.DateTime(timezone=True)
 
+
+def pk() -> sa.Column[int]:
+    """An auto-increment surrogate key: BIGINT on PostgreSQL, SQLite's rowid alias there."""
+    return sa.Column(
+        "pk",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    )
+
+
 devices = sa.Table(
     "devices",
     metadata,
@@ -45,12 +56,7 @@ devices = sa.Table(
 events = sa.Table(
     "events",
     metadata,
-    sa.Column(
-        "pk",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    pk(),
     sa.Column("device", sa.String(64), nullable=False),
     sa.Column("event_id", sa.String(32), nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
@@ -67,12 +73,7 @@ events = sa.Table(
 telemetry = sa.Table(
     "telemetry",
     metadata,
-    sa.Column(
-        "pk",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    pk(),
     sa.Column("device", sa.String(64), nullable=False, index=True),
     sa.Column("ts", TS, nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
@@ -112,12 +113,7 @@ rejects = sa.Table(
 reject_log = sa.Table(
     "ingest_reject_log",
     metadata,
-    sa.Column(
-        "pk",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    pk(),
     sa.Column("at", TS, nullable=False),
     sa.Column("topic", sa.String(300), nullable=False),
     sa.Column("reason", sa.String(64), nullable=False),
@@ -345,12 +341,12 @@ class Store:
     def devices(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(devices).order_by(devices.c.id)).mappings().all()
-        return [_fix_times(dict(r)) for r in rows]
+        return [with_utc(dict(r)) for r in rows]
 
     def device(self, dev: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(devices).where(devices.c.id == dev)).mappings().first()
-        return _fix_times(dict(row)) if row else None
+        return with_utc(dict(row)) if row else None
 
     def events(
         self, dev: str | None = None, limit: int = 50, kinds: Iterable[str] | None = None
@@ -361,7 +357,7 @@ class Store:
         if kinds is not None:
             q = q.where(events.c.kind.in_(list(kinds)))
         with self.engine.connect() as conn:
-            return [_fix_times(dict(r)) for r in conn.execute(q).mappings().all()]
+            return [with_utc(dict(r)) for r in conn.execute(q).mappings().all()]
 
     def event_ids(self, dev: str) -> list[tuple[str, int]]:
         """(event_id, seq) of a device's events in arrival order."""
@@ -391,7 +387,7 @@ class Store:
                 .mappings()
                 .all()
             )
-        return [_fix_times(dict(r)) for r in rows]
+        return [with_utc(dict(r)) for r in rows]
 
     def jobs(self, dev: str) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -402,7 +398,7 @@ class Store:
                 .mappings()
                 .all()
             )
-        return [_fix_times(dict(r)) for r in rows]
+        return [with_utc(dict(r)) for r in rows]
 
     def reject_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -415,10 +411,10 @@ class Store:
                 .mappings()
                 .all()
             )
-        return [_fix_times(dict(r)) for r in rows]
+        return [with_utc(dict(r)) for r in rows]
 
 
-def _fix_times(row: dict[str, Any]) -> dict[str, Any]:
+def with_utc(row: dict[str, Any]) -> dict[str, Any]:
     return {k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
 

@@ -202,6 +202,19 @@ def test_escalation_to_the_duty_roster_and_the_line_budget(
     wait_until(lambda: len(posts) == 2, 10, "escalation")
     assert "escalated" in posts[1]["message"]
     assert hub.alerts.escalate(now=later) == 0  # once only
+
+    def line_rows() -> int:
+        with hub.store.engine.connect() as c:
+            return int(
+                c.execute(
+                    sa.select(sa.func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.subscriber == "line-group")
+                ).scalar_one()
+            )
+
+    # the first alert's LINE attempt (it fails: no network here) is recorded asynchronously
+    wait_until(lambda: line_rows() >= 1, 20, "the LINE attempt recorded")
     # the LINE budget: with this month's messages used up, LINE subscribers are skipped
     with hub.store.engine.begin() as c:
         c.execute(
@@ -218,17 +231,6 @@ def test_escalation_to_the_duty_roster_and_the_line_budget(
             * 200,
         )
     assert hub.alerts.line_used() == 200
-
-    def line_rows() -> int:
-        with hub.store.engine.connect() as c:
-            return int(
-                c.execute(
-                    sa.select(sa.func.count())
-                    .select_from(deliveries)
-                    .where(deliveries.c.subscriber == "line-group")
-                ).scalar_one()
-            )
-
     before = line_rows()
     sighting(cams["field-01"], "field-01", uuid.uuid4().hex, seq=2)  # a new visit here
     wait_until(lambda: len(posts) == 3, 20, "the next troop's alert")
