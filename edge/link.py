@@ -23,7 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ class LinkStats:
     acked: int = 0
     refused_by_broker: int = 0
     bad_messages: int = 0
-    reconnect_delays: list[float] = field(default_factory=list)
+    last_reconnect_delay_s: float = 0.0
 
 
 def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> float:
@@ -230,7 +230,7 @@ class Link:
                 attempt = 0  # the last session was healthy: start the backoff again
             delay = backoff_delay(attempt, m.reconnect_min_s, m.reconnect_max_s, self._rng)
             attempt += 1
-            self.stats.reconnect_delays.append(delay)
+            self.stats.last_reconnect_delay_s = round(delay, 2)
             log.info("reconnecting in %.1f s", delay)
             self._stopping.wait(delay)
 

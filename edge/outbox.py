@@ -205,7 +205,3 @@ class Outbox:
     @property
     def bytes(self) -> int:
         return self._bytes
-
-    def integrity_ok(self) -> bool:
-        with self._lock:
-            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

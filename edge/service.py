@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -250,6 +250,7 @@ class Service:
             "pong": True,
             "uptime_s": round(self.clock() - self._started, 1),
             "host": platform.node(),
+            "link": asdict(self.link.stats),  # connects, acks, bad messages, last backoff
         }
 
     def _cmd_snapshot_config(self, args: dict[str, Any]) -> dict[str, Any]:

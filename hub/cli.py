@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import getpass
 import logging
 import os
 import secrets
 import signal
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ import sdnotify
 from flask import Flask
 
 from hub.alerts import Alerts
-from hub.auth import ROLES, Accounts, AuthError
+from hub.auth import ROLES, Accounts
 from hub.config import EXIT_BAD_CONFIG, HubConfig, load_hub_config
 from hub.errors import HubConfigError
 from hub.ingest import Ingest
@@ -51,12 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "from --password-file or asked for twice.",
     )
     add.add_argument("name", help="user name, e.g. tanaka")
-    add.add_argument(
-        "--config",
-        type=Path,
-        default=argparse.SUPPRESS,
-        help="hub TOML file (as for `mimamori hub`)",
-    )
+    config_option(add)
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--password-file", type=Path, help="file holding the password")
     add.set_defaults(func=add_user)
@@ -81,12 +80,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="0: alerted at once (default); N: alerted only if nobody has taken "
         "the incursion after N x 10 minutes (the duty roster)",
     )
-    sub_.add_argument(
-        "--config",
-        type=Path,
-        default=argparse.SUPPRESS,
-        help="hub TOML file (as for `mimamori hub`)",
-    )
+    config_option(sub_)
     sub_.set_defaults(func=add_subscriber)
     push = hsub.add_parser(
         "push-model",
@@ -101,12 +95,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     push.add_argument(
         "--manifest", type=Path, help="signed manifest (default: MODEL.manifest.json)"
     )
-    push.add_argument(
-        "--config",
-        type=Path,
-        default=argparse.SUPPRESS,
-        help="hub TOML file (as for `mimamori hub`)",
-    )
+    config_option(push)
     push.set_defaults(func=push_model)
 
 
@@ -173,81 +162,90 @@ def build(config: Path) -> Hub:
     return Hub(cfg, store, ingest, app, alerts)
 
 
-def add_user(args: argparse.Namespace) -> int:
-    import getpass
-    import sys
+def config_option(p: argparse.ArgumentParser) -> None:
+    """`--config` after the action too; without it the `mimamori hub --config` value stands."""
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="hub TOML file (as for `mimamori hub`)",
+    )
 
+
+def reports_errors(
+    handler: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """One `error: ...` line: exit 78 for a bad hub config, 1 for anything else wrong."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except HubConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def parse_quiet(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
     try:
-        cfg = load_hub_config(args.config)
-    except HubConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+        a, b = (int(x) for x in text.split("-"))
+    except ValueError:
+        a = b = -1
+    if not (0 <= a < 24 and 0 <= b < 24):
+        raise ValueError(f"--quiet {text!r}: expected HOUR-HOUR, e.g. 22-5")
+    return a, b
+
+
+@reports_errors
+def add_user(args: argparse.Namespace) -> int:
+    cfg = load_hub_config(args.config)
     if args.password_file:
         password = args.password_file.read_text().strip()
     else:
         password = getpass.getpass(f"password for {args.name}: ")
         if getpass.getpass("again: ") != password:
-            print("error: the passwords differ", file=sys.stderr)
-            return 1
+            raise ValueError("the passwords differ")
     store = Store(cfg.store.url).create()
-    accounts = Accounts(store)
     try:
+        accounts = Accounts(store)
         accounts.add(args.name, password, args.role)
-    except AuthError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    accounts.record(getpass.getuser(), "user.add", args.name, f"role {args.role}", "cli")
-    store.close()
+        accounts.record(getpass.getuser(), "user.add", args.name, f"role {args.role}", "cli")
+    finally:
+        store.close()
     print(f"staff account {args.name} ({args.role}) saved")
     return 0
 
 
+@reports_errors
 def add_subscriber(args: argparse.Namespace) -> int:
-    import sys
-
-    quiet = None
+    quiet = parse_quiet(args.quiet)
+    cfg = load_hub_config(args.config)
+    store = Store(cfg.store.url).create()
+    alerts = Alerts(store, public_url="", secret=b"")  # only the subscriber table is touched
     try:
-        if args.quiet:
-            a, b = (int(x) for x in args.quiet.split("-"))
-            if not (0 <= a < 24 and 0 <= b < 24):
-                raise ValueError
-            quiet = (a, b)
-    except ValueError:
-        print(f"error: --quiet {args.quiet!r}: expected HOUR-HOUR, e.g. 22-5", file=sys.stderr)
-        return 1
-    try:
-        hub = build(args.config)
-    except HubConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    try:
-        hub.alerts.add_subscriber(args.name, args.url, args.cameras, quiet, args.duty)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        alerts.add_subscriber(args.name, args.url, args.cameras, quiet, args.duty)
     finally:
-        hub.alerts.close()
-        hub.store.close()
+        alerts.close()
+        store.close()
     print(f"subscriber {args.name} added (cameras: {args.cameras})")
     return 0
 
 
+@reports_errors
 def push_model(args: argparse.Namespace) -> int:
-    import sys
-
     from hub import jobs
 
     manifest = args.manifest or args.model.with_name(args.model.name + ".manifest.json")
-    try:
-        cfg = load_hub_config(args.config)
-        job = jobs.model_job(args.model.read_bytes(), jobs.read_signed(manifest))
-        jobs.publish(cfg, args.device, job)
-    except HubConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    cfg = load_hub_config(args.config)
+    job = jobs.model_job(args.model.read_bytes(), jobs.read_signed(manifest))
+    jobs.publish(cfg, args.device, job)
     print(f"job {job.job_id} sent to {args.device}")
     return 0
 

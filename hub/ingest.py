@@ -291,6 +291,3 @@ class Ingest:
             properties=props,
         )
         return corr
-
-    def publish_job(self, dev: str, job: contract.JobDocument) -> None:
-        self._client.publish(contract.job(dev, job.job_id), job.dumps(), qos=1, retain=True)

@@ -359,18 +359,6 @@ class Store:
         with self.engine.connect() as conn:
             return [with_utc(dict(r)) for r in conn.execute(q).mappings().all()]
 
-    def event_ids(self, dev: str) -> list[tuple[str, int]]:
-        """(event_id, seq) of a device's events in arrival order."""
-        with self.engine.connect() as conn:
-            return [
-                (r.event_id, r.seq)
-                for r in conn.execute(
-                    sa.select(events.c.event_id, events.c.seq)
-                    .where(events.c.device == dev)
-                    .order_by(events.c.pk)
-                )
-            ]
-
     def count_events(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())

@@ -1,21 +1,44 @@
-"""`mimamori provision`: create a fleet, issue and revoke devices."""
+"""`mimamori provision`: create a fleet, issue and revoke devices, seed Pi images, sign models."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from edge.config import EXIT_BAD_CONFIG
 from provisioning.fleet import Fleet, FleetError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def reports_errors(handler: Handler) -> Handler:
+    """Print a fleet, file or value error as one `error: ...` line and exit 78."""
+
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (FleetError, OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+
+    return run
+
+
+def fleet_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fleet", type=Path, default=Path("."), help="fleet directory (default: .)")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "provision",
         help="create a fleet, issue and revoke devices",
-        description="Fleet provisioning. A fleet directory holds the broker config, the hub's "
-        "account and every device's credentials: keep it on the admin machine.",
+        description="Fleet provisioning. A fleet directory holds the CA, the broker config, the "
+        "hub's and every device's credentials: keep it on the admin machine.",
     )
     psub = p.add_subparsers(dest="provision_command", metavar="ACTION")
     psub.required = True
@@ -23,8 +46,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init = psub.add_parser(
         "init",
         help="create a new fleet directory",
-        description="Create FLEET with a broker config (anonymous access off, "
-        "per-device accounts, pattern ACL) and the hub's account.",
+        description="Create FLEET: a certificate authority (its key never leaves FLEET), the "
+        "broker's TLS certificate and Mosquitto config (anonymous access off, certificate "
+        "identities, pattern ACL), the hub's certificate and the model-signing key.",
     )
     init.add_argument("dir", type=Path, help="fleet directory to create")
     init.add_argument(
@@ -40,25 +64,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     dev = psub.add_parser(
         "device",
-        help="issue a device's credentials and config",
-        description="Issue credentials for NAME, write FLEET/devices/NAME/"
-        "device.toml and add it to the broker's accounts (reload the broker "
-        "afterwards: systemctl reload mosquitto).",
+        help="issue a device's certificate and config",
+        description="Issue NAME's key and certificate (CN = NAME), write "
+        "FLEET/devices/NAME/device.toml and record it in the inventory. The broker accepts it "
+        "at once: no reload is needed.",
     )
     dev.add_argument("name", help="device id, e.g. field-03 (a-z, 0-9, '-')")
     dev.add_argument("--role", required=True, choices=["wildlife", "ridership", "kiosk"])
     dev.add_argument("--location", default="", help="where it stands, shown at the hub")
-    dev.add_argument("--fleet", type=Path, default=Path("."), help="fleet directory (default: .)")
+    fleet_option(dev)
     dev.set_defaults(func=_device)
 
     rev = psub.add_parser(
         "revoke",
         help="refuse a device at the broker",
-        description="Mark NAME revoked and drop its broker account; reload "
-        "the broker to apply (other sessions stay connected).",
+        description="Add NAME's certificate to the CRL and withdraw its ACL rights; reload the "
+        "broker to apply (systemctl reload mosquitto): other sessions stay connected.",
     )
     rev.add_argument("name")
-    rev.add_argument("--fleet", type=Path, default=Path("."), help="fleet directory (default: .)")
+    fleet_option(rev)
     rev.set_defaults(func=_revoke)
 
     img = psub.add_parser(
@@ -70,7 +94,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     img.add_argument("--device", required=True, help="device id from the inventory")
     img.add_argument("--image", required=True, type=Path, help="Raspberry Pi OS .img file")
-    img.add_argument("--fleet", type=Path, default=Path("."), help="fleet directory (default: .)")
+    fleet_option(img)
     img.add_argument("--wifi-ssid", help="Wi-Fi network (default: wired DHCP)")
     img.add_argument(
         "--wifi-password-file",
@@ -101,49 +125,42 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=30,
         help="the manifest expires after this many days (default: %(default)s)",
     )
-    sign.add_argument("--fleet", type=Path, default=Path("."), help="fleet directory (default: .)")
+    fleet_option(sign)
     sign.set_defaults(func=_sign_model)
 
 
-def _sign_model(args: argparse.Namespace) -> int:
-    from datetime import timedelta
-
-    from provisioning.signing import sign_model
-
-    try:
-        fleet = Fleet.open(args.fleet)
-        signed = sign_model(
-            fleet.signing_key,
-            args.model.read_bytes(),
-            name=args.name,
-            version=args.version,
-            min_version=args.min_version,
-            valid_for=timedelta(days=args.valid_days),
-        )
-    except (FleetError, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    out = args.model.with_name(args.model.name + ".manifest.json")
-    out.write_text(signed.model_dump_json(indent=2))
-    print(f"signed {args.name} v{args.version} (sha256 {signed.manifest.sha256[:12]}…): {out}")
+@reports_errors
+def _init(args: argparse.Namespace) -> int:
+    fleet = Fleet.init(args.dir, broker_host=args.broker_host, port=args.port, bind=args.bind)
+    print(f"fleet created in {fleet.root}")
+    print(f"  broker config: {fleet.broker_conf}")
+    print(f"  hub config:    {fleet.hub_config}")
     return 0
 
 
+@reports_errors
+def _device(args: argparse.Namespace) -> int:
+    path = Fleet.open(args.fleet).add_device(args.name, args.role, location=args.location)
+    print(f"device {args.name} issued: {path}")
+    return 0
+
+
+@reports_errors
+def _revoke(args: argparse.Namespace) -> int:
+    Fleet.open(args.fleet).revoke(args.name)
+    print(f"device {args.name} revoked; reload the broker to apply")
+    return 0
+
+
+@reports_errors
 def _image(args: argparse.Namespace) -> int:
     from provisioning.image import Network, build_seed, write_files
 
     password = args.wifi_password_file.read_text().strip() if args.wifi_password_file else None
-    try:
-        seed = build_seed(
-            Fleet.open(args.fleet),
-            args.device,
-            Network(args.wifi_ssid, password),
-            package=args.package,
-        )
-        part = write_files(args.image, seed)
-    except (FleetError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+    seed = build_seed(
+        Fleet.open(args.fleet), args.device, Network(args.wifi_ssid, password), package=args.package
+    )
+    part = write_files(args.image, seed)
     print(
         f"wrote {', '.join(seed)} into partition {part.index} of {args.image} "
         f"(offset {part.start} bytes)"
@@ -151,33 +168,19 @@ def _image(args: argparse.Namespace) -> int:
     return 0
 
 
-def _init(args: argparse.Namespace) -> int:
-    try:
-        fleet = Fleet.init(args.dir, broker_host=args.broker_host, port=args.port, bind=args.bind)
-    except FleetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    print(f"fleet created in {fleet.root}")
-    print(f"  broker config: {fleet.broker_conf}")
-    print(f"  hub config:    {fleet.hub_config}")
-    return 0
+@reports_errors
+def _sign_model(args: argparse.Namespace) -> int:
+    from provisioning.signing import sign_model
 
-
-def _device(args: argparse.Namespace) -> int:
-    try:
-        path = Fleet.open(args.fleet).add_device(args.name, args.role, location=args.location)
-    except FleetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    print(f"device {args.name} issued: {path}")
-    return 0
-
-
-def _revoke(args: argparse.Namespace) -> int:
-    try:
-        Fleet.open(args.fleet).revoke(args.name)
-    except FleetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    print(f"device {args.name} revoked; reload the broker to apply")
+    signed = sign_model(
+        Fleet.open(args.fleet).signing_key,
+        args.model.read_bytes(),
+        name=args.name,
+        version=args.version,
+        min_version=args.min_version,
+        valid_for=timedelta(days=args.valid_days),
+    )
+    out = args.model.with_name(args.model.name + ".manifest.json")
+    out.write_text(signed.model_dump_json(indent=2))
+    print(f"signed {args.name} v{args.version} (sha256 {signed.manifest.sha256[:12]}…): {out}")
     return 0

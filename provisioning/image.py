@@ -94,11 +94,6 @@ def write_files(image: Path, files: dict[str, bytes]) -> Partition:
     return part
 
 
-def read_file(image: Path, name: str) -> bytes:
-    part = boot_partition(image)
-    return _mtools("mtype", "-i", _target(image, part), f"::/{name}").stdout
-
-
 # -- the seed ---------------------------------------------------------------------------
 
 

@@ -107,3 +107,15 @@ def hub(fleet: Fleet, broker: MosquittoProcess) -> Iterator[Hub]:
     assert running.ingest.wait_connected(10), "hub could not connect"
     yield running
     running.stop()
+
+
+def stored_events(store: object, dev: str) -> list[tuple[str, int]]:
+    """(event_id, seq) of a device's stored events in the order they were stored."""
+    return [(e["event_id"], e["seq"]) for e in reversed(store.events(dev, limit=1_000_000))]  # type: ignore[attr-defined]
+
+
+def sqlite_integrity_ok(path: Path) -> bool:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return bool(db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

@@ -14,7 +14,7 @@ from edge.service import Service
 from hub.cli import Hub
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
-from tests.conftest import FAST_LINK, add_device
+from tests.conftest import FAST_LINK, add_device, stored_events
 from tests.edge.test_device_process import DeviceProcess
 from tests.mqtt_probe import wait_until
 
@@ -59,7 +59,7 @@ def test_2000_events_through_3_broker_restarts_stored_exactly_once(
     assert during >= 2  # the restarts really happened while events were being produced
     assert done.is_set()
     wait_until(lambda: hub.store.count_events() >= 2000, 60, "all 2000 stored")
-    stored = hub.store.event_ids("field-01")
+    stored = stored_events(hub.store, "field-01")
     assert len(stored) == 2000  # exactly once: no duplicates survive the unique key
     assert {e for e, _ in stored} == set(ids)
     seqs = [s for _, s in stored]
@@ -78,7 +78,7 @@ def test_broker_down_events_queue_on_disk_and_arrive_in_order(
     assert service.outbox.depth() == 500
     broker.start()
     wait_until(lambda: hub.store.count_events() == 500, 30, "backlog stored")
-    seqs = [s for _, s in hub.store.event_ids("field-01")]
+    seqs = [s for _, s in stored_events(hub.store, "field-01")]
     assert seqs == sorted(seqs) == list(range(seqs[0], seqs[0] + 500))
     assert all(e["hist"] for e in hub.store.events("field-01", limit=500))  # marked late
 

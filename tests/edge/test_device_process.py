@@ -17,7 +17,7 @@ from edge.config import load_config
 from edge.outbox import Outbox
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
-from tests.conftest import FAST_LINK, add_device
+from tests.conftest import FAST_LINK, add_device, sqlite_integrity_ok
 from tests.mqtt_probe import Probe, wait_until
 
 KEEPALIVE = FAST_LINK["keepalive_s"]
@@ -91,7 +91,7 @@ def test_sigkill_mid_drain_loses_nothing_recorded(
     wait_until(lambda: len(hub_probe.on("/event/device.notice")) >= 100, 30, "drain under way")
     device.kill()  # SIGKILL mid-drain
     box = Outbox(Path(cfg.device.data_dir) / "outbox.sqlite")
-    assert box.integrity_ok()
+    assert sqlite_integrity_ok(Path(cfg.device.data_dir) / "outbox.sqlite")
     left = {r.id for r in box.pending(10_000)}
     box.close()
     assert 0 < len(left) < N

@@ -155,7 +155,8 @@ def test_commands_reply_with_correlation_data(service: Running, hub_probe: Probe
                     return contract.CommandReply.model_validate_json(m.payload)
             return None
 
-        assert wait_until(lambda: reply(corr), what="ping reply").result["pong"] is True
+        pong = wait_until(lambda: reply(corr), what="ping reply").result
+        assert pong["pong"] is True and pong["link"]["connects"] >= 1
         refused = wait_until(lambda: reply(bad), what="unknown command reply")
         assert not refused.ok and "unknown command 'self-destruct'" in (refused.error or "")
         config = wait_until(lambda: reply(snap), what="snapshot reply").result["config"]

@@ -6,6 +6,7 @@ import pytest
 
 from edge.contract import ContractError, Priority
 from edge.outbox import Outbox
+from tests.conftest import sqlite_integrity_ok
 
 
 def notice(i: int) -> dict[str, str]:
@@ -22,7 +23,7 @@ def test_seq_is_monotonic_across_deletes_and_reopen(tmp_path: Path) -> None:
     box.close()
     box = Outbox(tmp_path / "o.sqlite")
     assert box.put("device.notice", notice(9)).seq == 6  # never reused after deletes
-    assert box.integrity_ok()
+    assert sqlite_integrity_ok(tmp_path / "o.sqlite")
 
 
 def test_pending_in_seq_order_after_cursor(tmp_path: Path) -> None:

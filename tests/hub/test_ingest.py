@@ -12,7 +12,7 @@ from edge import contract
 from hub.cli import Hub, build
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
-from tests.conftest import device_identity, hub_identity
+from tests.conftest import device_identity, hub_identity, stored_events
 from tests.mqtt_probe import client, wait_until
 
 
@@ -147,6 +147,6 @@ def test_events_published_while_the_hub_is_down_are_stored_when_it_returns(
     again = build(fleet.hub_config).start(web=False)
     try:
         wait_until(lambda: again.store.count_events() == 101, 15, "queued events")
-        assert [s for _, s in again.store.event_ids("field-01")] == list(range(1, 102))
+        assert [s for _, s in stored_events(again.store, "field-01")] == list(range(1, 102))
     finally:
         again.stop()

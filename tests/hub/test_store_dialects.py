@@ -15,7 +15,7 @@ import pytest
 
 from edge import contract
 from hub.store import Message, Store
-from tests.conftest import free_port
+from tests.conftest import free_port, stored_events
 
 PG_BIN = (
     next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
@@ -99,7 +99,7 @@ def test_batch_insert_is_exactly_once(store: Store) -> None:
     assert (first.new, first.duplicates) == (3, 0)  # the same id on another device is distinct
     again = store.apply([ev("a", 1, same), ev("a", 3)])
     assert (again.new, again.duplicates) == (1, 1)
-    assert [s for _, s in store.event_ids("a")] == [1, 2, 3]
+    assert [s for _, s in stored_events(store, "a")] == [1, 2, 3]
     assert store.count_events() == 4
     assert {d["id"] for d in store.devices()} == {"a", "b"}
 
