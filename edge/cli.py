@@ -18,6 +18,7 @@ COMMANDS = {
     "check-config": "edge.commands",
     "device": "edge.commands",
     "wildlife": "edge.wildlife.cli",
+    "ridership": "edge.ridership.cli",
     "hub": "hub.cli",
     "provision": "provisioning.cli",
     "demo": "provisioning.demo",

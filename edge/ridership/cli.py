@@ -1,0 +1,111 @@
+"""`mimamori ridership ...` commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from edge.camera import CameraError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "ridership",
+        help="bus-ridership tools",
+        description="Bus-ridership tools that run without a broker, camera or bus.",
+    )
+    rsub = p.add_subparsers(dest="ridership_command", metavar="ACTION")
+    rsub.required = True
+    count = rsub.add_parser(
+        "count",
+        help="count people crossing a line in a recorded clip",
+        description="Run the door counter over a recorded clip and print how many people "
+        "crossed the line each way. 'in' is crossing toward the side the line points to when "
+        "turned clockwise on screen: a line drawn left to right counts downward movement as in. "
+        "With --annotate, also write a video with the line, boxes, tracks and running totals, "
+        "to check the counter by eye. With --truth (a hand-labelled JSON file), print the "
+        "error per direction, in total and per window.",
+    )
+    count.add_argument("video", type=Path, help="video file (anything OpenCV reads)")
+    count.add_argument(
+        "--line",
+        required=True,
+        metavar="x1,y1,x2,y2",
+        help="the counting line in frame pixels, e.g. 320,330,320,120",
+    )
+    count.add_argument("--detector", choices=["blobs", "hog"], default="blobs", help="%(default)s")
+    count.add_argument(
+        "--anchor",
+        choices=["center", "bottom"],
+        default="center",
+        help="point of a person that crosses: center (overhead camera) or bottom (feet, "
+        "angled camera); default %(default)s",
+    )
+    count.add_argument(
+        "--band", type=float, default=12.0, help="hysteresis each side of the line, px"
+    )
+    count.add_argument("--annotate", type=Path, metavar="OUT.mp4", help="write a checking video")
+    count.add_argument("--truth", type=Path, help="hand-labelled crossings (JSON) to score against")
+    count.add_argument(
+        "--window",
+        type=int,
+        default=100,
+        help="frames per scoring window with --truth (default %(default)s)",
+    )
+    count.add_argument("--json", action="store_true", help="machine-readable output")
+    count.set_defaults(func=_count)
+
+
+def _count(args: argparse.Namespace) -> int:
+    from edge.ridership import accuracy
+    from edge.ridership.count import count_video, print_progress
+    from edge.ridership.line import parse_line
+
+    try:
+        line = parse_line(args.line)
+        truth = accuracy.load_truth(args.truth) if args.truth else None
+        result = count_video(
+            args.video,
+            line,
+            detector=args.detector,
+            anchor=args.anchor,
+            band_px=args.band,
+            annotate=args.annotate,
+            progress=None if args.json else print_progress,
+        )
+    except (ValueError, CameraError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    scores = None
+    if truth is not None:
+        scores = accuracy.score(
+            [(f, d) for f, d in truth["crossings"]],
+            [(int(str(c["frame"])), str(c["dir"])) for c in result.crossings],
+            result.frames,
+            args.window,
+        )
+    if args.json:
+        out = {
+            "video": result.path,
+            "frames": result.frames,
+            "in": result.ins,
+            "out": result.outs,
+            "fps": round(result.fps, 1),
+            "crossings": result.crossings,
+        }
+        if scores is not None:
+            out["accuracy"] = [asdict(s) | {"error": round(s.error, 4)} for s in scores]
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{result.path}: {result.frames} frames at {result.fps:.0f} frames/s")
+    print(f"in   {result.ins}")
+    print(f"out  {result.outs}")
+    if args.annotate:
+        print(f"annotated video: {args.annotate}")
+    if scores is not None:
+        print()
+        print(accuracy.table(scores))
+    return 0

@@ -1,0 +1,149 @@
+"""The door counter: exact on rendered walkers, within the stated error on a real clip."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.camera import Frame
+from edge.cli import main
+from edge.ridership import accuracy
+from edge.ridership.count import DoorCounter, count_video
+from edge.ridership.line import parse_line
+
+ROOT = Path(__file__).resolve().parents[2]
+VTEST = ROOT.parent / "shared" / "media" / "opencv" / "vtest.avi"
+TRUTH = ROOT / "tests" / "data" / "vtest_truth.json"
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+# a door seen from above: 320x240, the counting line across the middle, drawn left to right,
+# so walking down the image is "in" (boarding)
+LINE = (40.0, 120.0, 280.0, 120.0)
+
+
+def walk(*legs: tuple[tuple[float, float], int]) -> list[tuple[float, float]]:
+    """Positions frame by frame: start point, then (target, frames to get there) legs."""
+    (x, y), _ = legs[0]
+    out = [(x, y)]
+    for (tx, ty), n in legs[1:]:
+        for i in range(1, n + 1):
+            out.append((x + (tx - x) * i / n, y + (ty - y) * i / n))
+        x, y = tx, ty
+    return out
+
+
+def render(paths: list[list[tuple[float, float] | None]], frames: int) -> list[Frame]:
+    rng = np.random.default_rng(7)
+    floor = rng.integers(90, 140, (240, 320, 3), dtype=np.uint8)  # a textured floor
+    floor = cv2.GaussianBlur(floor, (5, 5), 0)
+    out = []
+    for i in range(frames):
+        img = floor.copy()
+        for p in paths:
+            if i < len(p) and p[i] is not None:
+                x, y = p[i]  # type: ignore[misc]
+                cv2.ellipse(img, (int(x), int(y)), (16, 20), 0, 0, 360, (30, 30, 40), -1)
+        noise = rng.integers(-4, 5, img.shape, dtype=np.int16)
+        img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        out.append(Frame(img, T0 + timedelta(seconds=i / 10), i))
+    return out
+
+
+def run(frames: list[Frame]) -> DoorCounter:
+    counter = DoorCounter(LINE, band_px=12)
+    for f in frames:
+        counter.process(f)
+    return counter
+
+
+def pad(path: list[tuple[float, float]], start: int) -> list[tuple[float, float] | None]:
+    return [None] * start + list(path)
+
+
+def test_walkers_each_way_are_counted_exactly() -> None:
+    boarding = pad(walk(((100, 30), 0), ((100, 220), 40)), 40)
+    alighting = pad(walk(((220, 225), 0), ((220, 25), 40)), 60)
+    second = pad(walk(((160, 20), 0), ((170, 225), 35)), 110)
+    counter = run(render([boarding, alighting, second], 170))
+    assert (counter.line.ins, counter.line.outs) == (2, 1)
+
+
+def test_a_lingerer_on_the_line_counts_once() -> None:
+    # walks to the line, stands on it for 6 s (60 frames), then goes on through
+    path = walk(((150, 30), 0), ((150, 118), 20), ((152, 121), 60), ((150, 225), 20))
+    counter = run(render([pad(path, 40)], 160))
+    assert (counter.line.ins, counter.line.outs) == (1, 0)
+
+
+def test_a_step_in_and_back_out_counts_zero() -> None:
+    # steps into the doorway (inside the band) and turns back
+    path = walk(((120, 30), 0), ((120, 128), 25), ((120, 128), 10), ((120, 30), 25))
+    counter = run(render([pad(path, 40)], 120))
+    assert (counter.line.ins, counter.line.outs) == (0, 0)
+
+
+def test_boarding_then_getting_off_again_counts_both_ways() -> None:
+    path = walk(((200, 30), 0), ((200, 220), 30), ((200, 220), 10), ((200, 30), 30))
+    counter = run(render([pad(path, 40)], 130))
+    assert (counter.line.ins, counter.line.outs) == (1, 1)
+
+
+def test_two_walkers_passing_each_other_are_both_counted() -> None:
+    down = pad(walk(((130, 25), 0), ((150, 225), 40)), 40)
+    up = pad(walk(((190, 225), 0), ((170, 25), 40)), 40)
+    counter = run(render([down, up], 100))
+    assert (counter.line.ins, counter.line.outs) == (1, 1)
+
+
+@pytest.mark.parametrize("bad", ["1,2,3", "a,b,c,d", "5,5,5,5"])
+def test_a_bad_line_is_refused_with_the_reason(bad: str) -> None:
+    with pytest.raises(ValueError, match="line"):
+        parse_line(bad)
+
+
+def test_the_real_clip_is_within_ten_percent_each_way() -> None:
+    truth = accuracy.load_truth(TRUTH)
+    result = count_video(VTEST, tuple(truth["line"]))
+    scores = accuracy.score(
+        [(f, d) for f, d in truth["crossings"]],
+        [(int(str(c["frame"])), str(c["dir"])) for c in result.crossings],
+        result.frames,
+        100,
+    )
+    for s in scores:
+        assert s.truth > 10
+        assert abs(s.error) <= 0.10, accuracy.table(scores)
+        assert s.within_one >= 0.75, accuracy.table(scores)
+
+
+def test_count_command_prints_json_and_writes_a_checking_video(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = tmp_path / "clip.avi"
+    frames = render([pad(walk(((100, 30), 0), ((100, 220), 40)), 30)], 90)
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (320, 240))
+    for f in frames:
+        w.write(f.image)
+    w.release()
+    out = tmp_path / "checked.mp4"
+    rc = main(["ridership", "count", str(clip), "--line", "40,120,280,120", "--json"])
+    assert rc == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["in"], data["out"], data["frames"]) == (1, 0, 90)
+    rc = main(["ridership", "count", str(clip), "--line", "40,120,280,120", "--annotate", str(out)])
+    assert rc == 0
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 90
+
+
+def test_count_command_names_a_missing_video(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["ridership", "count", str(tmp_path / "none.mp4"), "--line", "0,0,10,10"])
+    assert rc == 2
+    assert "none.mp4" in capsys.readouterr().err
