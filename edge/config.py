@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -133,6 +133,65 @@ class WildlifeSection(Section):
     deterrent: DeterrentSection | None = Field(None, description="scare device; omit for none")
 
 
+class DoorSection(Section):
+    name: str = Field("front", min_length=1, max_length=20, description="door name")
+    source: str = Field(
+        description="this door's camera: 'picamera', a camera index, a URL, or a video file "
+        "(replayed, for demos and tests)"
+    )
+    fps: float = Field(10.0, gt=0, le=60, description="frames per second to count on")
+    loop: bool = Field(False, description="replay files forever (demo)")
+    line: tuple[float, float, float, float] = Field(
+        description="counting line [x1, y1, x2, y2] in frame pixels; crossing toward its "
+        "clockwise side (downward for a line drawn left to right) is a boarding"
+    )
+    detector: Literal["blobs", "hog"] = Field("blobs", description="person detector")
+    anchor: Literal["center", "bottom"] = Field(
+        "center", description="center for an overhead camera, bottom (feet) for an angled one"
+    )
+    band_px: float = Field(12.0, ge=0, le=200, description="hysteresis each side of the line")
+    pin: int | None = Field(
+        None, ge=0, le=27, description="BCM pin of the door-open signal (from the door relay)"
+    )
+    active_high: bool = Field(True, description="the pin reads high while the door is open")
+    schedule: list[tuple[float, float]] | None = Field(
+        None,
+        description="replays without a relay: [[open_s, close_s], ...] within each "
+        "schedule_period_s, e.g. [[5, 25]]",
+    )
+    schedule_period_s: float = Field(60.0, gt=0, le=86400, description="schedule repeats")
+
+    @model_validator(mode="after")
+    def _signal(self) -> DoorSection:
+        if (self.pin is None) == (self.schedule is None):
+            raise ValueError("give the door-open signal as either pin or schedule (one of them)")
+        return self
+
+
+class RidershipSection(Section):
+    vehicle: str = Field("", max_length=40, description="bus number shown at the hub")
+    gtfs: Path | None = Field(
+        None, description="GTFS feed (folder or .zip) whose stops tag each door opening"
+    )
+    route_id: str | None = Field(None, description="the route this bus runs (faster matching)")
+    radius_m: float = Field(60.0, gt=0, le=1000, description="farthest a stop may be")
+    gps: str | None = Field(
+        None, description="NMEA source: a serial device (/dev/ttyACM0) or a recorded log"
+    )
+    gps_baud: int = Field(9600, ge=1200, le=921600, description="serial speed")
+    gps_replay_speed: float = Field(1.0, ge=0, le=1000, description="replay pace (0: at once)")
+    tail_s: float = Field(3.0, ge=0, le=60, description="keep counting after the doors close")
+    doors: list[DoorSection] = Field(min_length=1, max_length=4, description="one per door")
+
+    @field_validator("doors")
+    @classmethod
+    def _unique(cls, v: list[DoorSection]) -> list[DoorSection]:
+        names = [d.name for d in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"door names must differ (got {names})")
+        return v
+
+
 class SimSection(Section):
     event_interval_s: float = Field(
         5.0, gt=0, le=3600, description="seconds between simulated events"
@@ -148,6 +207,7 @@ class DeviceConfig(Section):
         None, description="signed model updates; without it every update job is rejected"
     )
     wildlife: WildlifeSection | None = Field(None, description="the monkey watch (role wildlife)")
+    ridership: RidershipSection | None = Field(None, description="door counters (role ridership)")
     sim: SimSection | None = Field(
         None, description="simulated app for demos: publishes notices instead of real work"
     )
@@ -158,7 +218,7 @@ class DeviceConfig(Section):
 
 
 #: sections the hub may change through twin/desired
-REMOTE_SECTIONS = frozenset({"telemetry", "outbox", "sim", "wildlife"})
+REMOTE_SECTIONS = frozenset({"telemetry", "outbox", "sim", "wildlife", "ridership"})
 
 
 def _problems(err: ValidationError) -> list[str]:
@@ -197,9 +257,16 @@ def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
         w = cfg.wildlife
         if w.model is not None:
             w.model = fix(w.model)
-        looks_like_path = not (w.source.isdigit() or "://" in w.source or w.source == "picamera")
-        if looks_like_path and not Path(w.source).is_absolute():
+        if _is_file_source(w.source) and not Path(w.source).is_absolute():
             w.source = str(base / w.source)
+    if cfg.ridership:
+        r = cfg.ridership
+        r.gtfs = fix(r.gtfs)
+        if r.gps and not r.gps.startswith("/dev/") and not Path(r.gps).is_absolute():
+            r.gps = str(base / r.gps)
+        for d in r.doors:
+            if _is_file_source(d.source) and not Path(d.source).is_absolute():
+                d.source = str(base / d.source)
     if cfg.updates:
         cfg.updates.public_key_file = (
             fix(cfg.updates.public_key_file) or cfg.updates.public_key_file
@@ -209,6 +276,10 @@ def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
         tls.ca_file = fix(tls.ca_file) or tls.ca_file
         tls.cert_file, tls.key_file = fix(tls.cert_file), fix(tls.key_file)
     return cfg
+
+
+def _is_file_source(source: str) -> bool:
+    return not (source.isdigit() or "://" in source or source == "picamera")
 
 
 def apply_patch(cfg: DeviceConfig, patch: dict[str, Any]) -> DeviceConfig:

@@ -13,11 +13,18 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import IntEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ROOT = "mimamori/v1"
 SCHEMA_VERSION = 1
@@ -260,11 +267,64 @@ class IncursionEndData(BaseModel):
     snapshot_jpeg: str | None = Field(None, max_length=400_000, description="the best frame")
 
 
+class DoorCount(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    door: str = Field(max_length=20, description="which door, e.g. 'front'")
+    boardings: int = Field(ge=0, le=500)
+    alightings: int = Field(ge=0, le=500)
+
+
+class FixInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    quality: int = Field(ge=0, le=8, description="GGA fix quality: 0 none, 1 GPS, 2 DGPS...")
+    sats: int | None = Field(None, ge=0, le=99)
+    hdop: float | None = Field(None, ge=0, le=100)
+    age_s: float = Field(ge=0, description="how old the fix was at the door opening")
+
+
+class StopVisitData(BaseModel):
+    """``ridership.stop_visit``: one door-open/close cycle at a stop, with the counts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    visit: str = Field(pattern=r"^[0-9a-f]{32}$")
+    vehicle: str = Field(max_length=40, description="bus number (default: the device id)")
+    service_date: date = Field(description="the timetable day the trip belongs to")
+    route_id: str | None = Field(None, max_length=64)
+    trip_id: str | None = Field(None, max_length=64)
+    direction_id: int | None = Field(None, ge=0, le=1)
+    stop_id: str | None = Field(None, max_length=64, description="None: no fix or no stop near")
+    stop_name: str = Field("", max_length=200)
+    stop_sequence: int | None = Field(None, ge=0)
+    arrival: datetime = Field(description="first door opened")
+    departure: datetime = Field(description="last door closed")
+    boardings: int = Field(ge=0, le=1000)
+    alightings: int = Field(ge=0, le=1000)
+    doors: list[DoorCount] = Field(min_length=1, max_length=6)
+    fix: FixInfo | None = None
+    match: Literal["trip", "nearest", "none"] = "none"
+    distance_m: float | None = Field(None, ge=0)
+    partial: bool = Field(False, description="the device stopped before the door closed")
+
+    @model_validator(mode="after")
+    def _totals(self) -> StopVisitData:
+        if (
+            sum(d.boardings for d in self.doors) != self.boardings
+            or sum(d.alightings for d in self.doors) != self.alightings
+        ):
+            raise ValueError("boardings/alightings must equal the sum over doors")
+        if self.departure < self.arrival:
+            raise ValueError("departure is before arrival")
+        return self
+
+
 #: per event kind, the schema of ``data``; each app registers its kinds here
 EVENT_DATA: dict[str, type[BaseModel]] = {
     "device.notice": NoticeData,
     "wildlife.incursion": IncursionData,
     "wildlife.incursion_end": IncursionEndData,
+    "ridership.stop_visit": StopVisitData,
 }
 
 

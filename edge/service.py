@@ -83,6 +83,10 @@ def default_app(cfg: DeviceConfig, emit: Emitter) -> App | None:
         from edge.wildlife.build import build_wildlife
 
         return build_wildlife(cfg.wildlife, emit, Path(cfg.device.data_dir), cfg.device.location)
+    if cfg.device.role == "ridership" and cfg.ridership is not None:
+        from edge.ridership.build import build_ridership
+
+        return build_ridership(cfg.ridership, emit, cfg.device.id)
     if cfg.sim is not None:
         return SimApp(emit, cfg.sim.event_interval_s)
     return None
@@ -312,7 +316,8 @@ class Service:
                     # until the link is up, try again every second rather than every interval
                     sent = self.send_tele()
                     next_tele = now + (self.cfg.telemetry.interval_s if sent else 1.0)
-                self._stop.wait(tick_s)
+                # an app that paces itself on its camera (tick_s = 0) is stepped at once
+                self._stop.wait(getattr(self.app, "tick_s", tick_s))
         finally:
             self.notifier.notify("STOPPING=1")
             with self._app_lock:

@@ -35,3 +35,20 @@ class FrameSource(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def open_source(source: str, *, loop: bool = False, fps: float = 0.0) -> FrameSource:
+    """'picamera', a camera index ('0'), an rtsp:// or http:// URL, or a file/folder path."""
+    if source == "picamera":
+        from edge.camera.picam import PicameraSource
+
+        return PicameraSource()
+    if source.isdigit() or "://" in source:
+        from edge.camera.opencv import OpenCvSource
+
+        return OpenCvSource(int(source) if source.isdigit() else source)
+    from pathlib import Path
+
+    from edge.camera.files import FileSource
+
+    return FileSource(Path(source), loop=loop, fps=fps)

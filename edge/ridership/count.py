@@ -126,9 +126,7 @@ def count_video(
     try:
         while (frame := source.read()) is not None:
             for c in counter.process(frame):
-                crossings.append(
-                    {"frame": frame.index, "track": c.track, "dir": c.direction}
-                )
+                crossings.append({"frame": frame.index, "track": c.track, "dir": c.direction})
             frames += 1
             if annotate is not None:
                 if writer is None:

@@ -54,9 +54,11 @@ class NmeaParser:
         try:
             msg = pynmea2.parse(line, check=True)
         except pynmea2.ChecksumError:
-            return self._reject("checksum", line)
+            self._rejected("checksum", line)
+            return None
         except (pynmea2.ParseError, ValueError, AttributeError, TypeError):
-            return self._reject("unparseable", line)
+            self._rejected("unparseable", line)
+            return None
         try:
             if isinstance(msg, pynmea2.GGA):
                 self._gga = msg
@@ -64,7 +66,7 @@ class NmeaParser:
             if isinstance(msg, pynmea2.RMC):
                 return self._rmc(msg)
         except (ValueError, TypeError, AttributeError):
-            return self._reject("bad field", line)
+            self._rejected("bad field", line)
         return None  # other sentences (GSV, VTG...) are not needed
 
     def _rmc(self, m: pynmea2.RMC) -> Fix | None:
@@ -74,14 +76,17 @@ class NmeaParser:
         ts = datetime.combine(m.datestamp, m.timestamp.replace(tzinfo=None), tzinfo=UTC)
         lat, lon = float(m.latitude), float(m.longitude)
         if not (-90 <= lat <= 90 and -180 <= lon <= 180) or (lat == 0 and lon == 0):
-            return self._reject("impossible position", str(m))
+            self._rejected("impossible position", str(m))
+            return None
         speed = float(m.spd_over_grnd) * KNOTS_TO_KMH if m.spd_over_grnd is not None else None
         course = float(m.true_course) if m.true_course is not None else None
         fix = Fix(ts, lat, lon, speed, course)
         g = self._gga
-        if g is not None and g.timestamp is not None and g.timestamp.replace(
-            tzinfo=None
-        ) == m.timestamp.replace(tzinfo=None):
+        if (
+            g is not None
+            and g.timestamp is not None
+            and g.timestamp.replace(tzinfo=None) == m.timestamp.replace(tzinfo=None)
+        ):
             fix = replace(
                 fix,
                 quality=int(g.gps_qual or 0),
@@ -90,7 +95,8 @@ class NmeaParser:
             )
         return fix
 
-    def _reject(self, reason: str, line: str) -> None:
+    def _rejected(self, reason: str, line: str) -> None:
+        """Count and log (once per reason) a skipped sentence."""
         if not self.rejected[reason]:
             log.warning("GPS: %s sentence skipped (first of its kind): %.80s", reason, line)
         self.rejected[reason] += 1
@@ -121,7 +127,11 @@ class Gps:
 
 
 def replay_lines(
-    path: Path, *, speed: float = 1.0, loop: bool = False, sleep: Callable[[float], None] = time.sleep
+    path: Path,
+    *,
+    speed: float = 1.0,
+    loop: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[str]:
     """Lines of a recorded NMEA log, paced by the RMC times (``speed`` x real time)."""
     while True:

@@ -84,9 +84,7 @@ class _Files:
     def rows(self, name: str, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
         if not self.has(name):
             raise GtfsError(f"{self.path}: {name} is missing")
-        raw = (
-            (self.path / name).read_bytes() if self._zip is None else self._zip.read(name)
-        )
+        raw = (self.path / name).read_bytes() if self._zip is None else self._zip.read(name)
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
@@ -141,9 +139,13 @@ def load_feed(path: Path) -> Feed:
         for n, r in files.rows("stop_times.txt", ("trip_id", "stop_id", "stop_sequence")):
             trip = trips.get(r["trip_id"])
             if trip is None:
-                raise GtfsError(f"stop_times.txt line {n}: trip_id {r['trip_id']!r} not in trips.txt")
+                raise GtfsError(
+                    f"stop_times.txt line {n}: trip_id {r['trip_id']!r} not in trips.txt"
+                )
             if r["stop_id"] not in stops:
-                raise GtfsError(f"stop_times.txt line {n}: stop_id {r['stop_id']!r} not in stops.txt")
+                raise GtfsError(
+                    f"stop_times.txt line {n}: stop_id {r['stop_id']!r} not in stops.txt"
+                )
             try:
                 seq = int(r["stop_sequence"])
                 arrival = parse_time(r.get("arrival_time") or r.get("departure_time") or "")

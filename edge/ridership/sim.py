@@ -79,8 +79,7 @@ def write_feed(
     start = h * 60 + m
     h, m = (int(x) for x in last.split(":"))
     end = h * 60 + m
-    n = 0
-    for t0 in range(start, end + 1, headway_min):
+    for n, t0 in enumerate(range(start, end + 1, headway_min)):
         direction = n % 2
         trip_id = f"R1-{'out' if direction == 0 else 'back'}-{t0 // 60:02d}{t0 % 60:02d}"
         trips.append(["R1", "weekday", trip_id, str(direction)])
@@ -89,7 +88,6 @@ def write_feed(
             at = (t0 + (seq - 1) * run_min) * 60
             stamp = f"{at // 3600:02d}:{at % 3600 // 60:02d}:00"
             times.append([trip_id, stamp, stamp, f"S{i + 1:02d}{'AB'[direction]}", str(seq)])
-        n += 1
     _write(folder / "trips.txt", ["route_id", "service_id", "trip_id", "direction_id"], trips)
     _write(
         folder / "stop_times.txt",
@@ -142,11 +140,12 @@ def drive(
             prev = pts[i - 1] if i else pts[i]
             nxt = pts[i + 1] if i + 1 < len(pts) else pts[i]
             a, b = (prev, stop) if i else (stop, nxt)
-            heading = math.degrees(
-                math.atan2(
-                    (b.lon - a.lon) * math.cos(math.radians(a.lat)), b.lat - a.lat
+            heading = (
+                math.degrees(
+                    math.atan2((b.lon - a.lon) * math.cos(math.radians(a.lat)), b.lat - a.lat)
                 )
-            ) % 360
+                % 360
+            )
             sigma = gps_sigma_m * (4 if rng.random() < bad_fix_rate else 1)
             la, lo = _offset(stop.lat, stop.lon, rng.gauss(0, sigma), rng.gauss(0, sigma))
             when = midnight + timedelta(seconds=(st.arrival_s or 0) + delay)

@@ -62,9 +62,7 @@ class Match:
 
 
 class StopMatcher:
-    def __init__(
-        self, feed: Feed, *, route_id: str | None = None, radius_m: float = 60.0
-    ) -> None:
+    def __init__(self, feed: Feed, *, route_id: str | None = None, radius_m: float = 60.0) -> None:
         self.feed, self.route_id, self.radius = feed, route_id, radius_m
         self.tz = ZoneInfo(feed.timezone)
         self.trips = [

@@ -17,7 +17,7 @@ class HogDetector:
     def __init__(self, work_width: int = 480, min_score: float = 0.3) -> None:
         self.work_width, self.min_score = work_width, min_score
         self._hog = cv2.HOGDescriptor()
-        self._hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        self._hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector()))
 
     def learn(self, image: np.ndarray) -> None:
         """No background model to keep up."""

@@ -5,27 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge.camera import FrameSource
+from edge.camera import open_source
 from edge.config import WildlifeSection
 from edge.vision.manifest import DEFAULT_MODEL, load_manifest
 from edge.vision.onnx import OnnxModel
 from edge.wildlife.app import Emit, MotionGate, WildlifeApp
 from edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
 from edge.wildlife.incursion import Rules
-
-
-def open_source(cfg: WildlifeSection) -> FrameSource:
-    if cfg.source == "picamera":
-        from edge.camera.picam import PicameraSource
-
-        return PicameraSource()
-    if cfg.source.isdigit() or "://" in cfg.source:
-        from edge.camera.opencv import OpenCvSource
-
-        return OpenCvSource(int(cfg.source) if cfg.source.isdigit() else cfg.source)
-    from edge.camera.files import FileSource
-
-    return FileSource(Path(cfg.source), loop=cfg.loop, fps=cfg.fps)
 
 
 def build_wildlife(
@@ -44,7 +30,7 @@ def build_wildlife(
         cooldown_s=cfg.cooldown_s,
     )
     return WildlifeApp(
-        open_source(cfg),
+        open_source(cfg.source, loop=cfg.loop, fps=cfg.fps),
         OnnxModel(manifest, threads=1),
         emit,
         rules=rules,

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from edge.camera import Frame
@@ -15,43 +13,15 @@ from edge.cli import main
 from edge.ridership import accuracy
 from edge.ridership.count import DoorCounter, count_video
 from edge.ridership.line import parse_line
+from tests.ridership.scenes import pad, render, walk
 
 ROOT = Path(__file__).resolve().parents[2]
 VTEST = ROOT.parent / "shared" / "media" / "opencv" / "vtest.avi"
 TRUTH = ROOT / "tests" / "data" / "vtest_truth.json"
-T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 # a door seen from above: 320x240, the counting line across the middle, drawn left to right,
 # so walking down the image is "in" (boarding)
 LINE = (40.0, 120.0, 280.0, 120.0)
-
-
-def walk(*legs: tuple[tuple[float, float], int]) -> list[tuple[float, float]]:
-    """Positions frame by frame: start point, then (target, frames to get there) legs."""
-    (x, y), _ = legs[0]
-    out = [(x, y)]
-    for (tx, ty), n in legs[1:]:
-        for i in range(1, n + 1):
-            out.append((x + (tx - x) * i / n, y + (ty - y) * i / n))
-        x, y = tx, ty
-    return out
-
-
-def render(paths: list[list[tuple[float, float] | None]], frames: int) -> list[Frame]:
-    rng = np.random.default_rng(7)
-    floor = rng.integers(90, 140, (240, 320, 3), dtype=np.uint8)  # a textured floor
-    floor = cv2.GaussianBlur(floor, (5, 5), 0)
-    out = []
-    for i in range(frames):
-        img = floor.copy()
-        for p in paths:
-            if i < len(p) and p[i] is not None:
-                x, y = p[i]  # type: ignore[misc]
-                cv2.ellipse(img, (int(x), int(y)), (16, 20), 0, 0, 360, (30, 30, 40), -1)
-        noise = rng.integers(-4, 5, img.shape, dtype=np.int16)
-        img = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-        out.append(Frame(img, T0 + timedelta(seconds=i / 10), i))
-    return out
 
 
 def run(frames: list[Frame]) -> DoorCounter:
@@ -59,10 +29,6 @@ def run(frames: list[Frame]) -> DoorCounter:
     for f in frames:
         counter.process(f)
     return counter
-
-
-def pad(path: list[tuple[float, float]], start: int) -> list[tuple[float, float] | None]:
-    return [None] * start + list(path)
 
 
 def test_walkers_each_way_are_counted_exactly() -> None:

@@ -122,7 +122,7 @@ def test_garbage_nmea_is_counted_by_reason_and_good_sentences_still_parse() -> N
         "",
         "\x00\xff\xfe binary noise",
         "$GPRMC,010203.00,A,3612.0000,N,13715.0000,E,16.2,90.0,251126,,*00",  # bad checksum
-        "$GPRMC,010203.00,V,,,,,,,251126,,*" ,
+        "$GPRMC,010203.00,V,,,,,,,251126,,*",
         good[0][:20],  # cut off mid-write
         *good,
     ]
@@ -139,7 +139,10 @@ def test_garbage_nmea_is_counted_by_reason_and_good_sentences_still_parse() -> N
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"stops.txt": "stop_id,stop_name,stop_lat\nA,x,36.2\n"}, "stops.txt: missing column stop_lon"),
+        (
+            {"stops.txt": "stop_id,stop_name,stop_lat\nA,x,36.2\n"},
+            "stops.txt: missing column stop_lon",
+        ),
         ({"stops.txt": "stop_id,stop_lat,stop_lon\nA,north,137\n"}, "stops.txt line 2"),
         ({"stop_times.txt": "trip_id,stop_id\n"}, "stop_times.txt: missing column stop_sequence"),
         (

@@ -1,0 +1,52 @@
+"""Wire the bus app from its config section (the one place that does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge.camera import open_source
+from edge.config import RidershipSection
+from edge.ridership.app import Door, Emit, RidershipApp
+from edge.ridership.count import DoorCounter
+from edge.ridership.door import DoorSignal, GpioDoor, ScheduleDoor
+from edge.ridership.gps import Gps, replay_lines, serial_lines, start_reader
+from edge.ridership.gtfs import load_feed
+from edge.ridership.stops import StopMatcher
+
+
+def build_ridership(
+    cfg: RidershipSection, emit: Emit | Any, device_id: str, pin_factory: Any = None
+) -> RidershipApp:
+    matcher = (
+        StopMatcher(load_feed(cfg.gtfs), route_id=cfg.route_id, radius_m=cfg.radius_m)
+        if cfg.gtfs
+        else None
+    )
+    gps = None
+    if cfg.gps:
+        gps = Gps()
+        lines = (
+            serial_lines(cfg.gps, cfg.gps_baud)
+            if cfg.gps.startswith("/dev/")
+            else replay_lines(Path(cfg.gps), speed=cfg.gps_replay_speed, loop=True)
+        )
+        start_reader(gps, lines)
+    doors = []
+    for d in cfg.doors:
+        signal: DoorSignal = (
+            GpioDoor(d.pin, active_high=d.active_high, pin_factory=pin_factory)
+            if d.pin is not None
+            else ScheduleDoor(d.schedule or [], d.schedule_period_s)
+        )
+        doors.append(
+            Door(
+                d.name,
+                open_source(d.source, loop=d.loop, fps=d.fps),
+                DoorCounter(d.line, detector=d.detector, anchor=d.anchor, band_px=d.band_px),
+                signal,
+            )
+        )
+    return RidershipApp(
+        doors, emit, vehicle=cfg.vehicle or device_id, gps=gps, matcher=matcher, tail_s=cfg.tail_s
+    )
