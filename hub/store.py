@@ -68,6 +68,7 @@ events = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
     sa.UniqueConstraint("device", "event_id", name="events_device_event_id"),
     sa.Index("events_device_seq", "device", "seq"),
+    sa.Index("events_kind_created", "kind", "created"),
 )
 
 telemetry = sa.Table(
@@ -349,13 +350,20 @@ class Store:
         return with_utc(dict(row)) if row else None
 
     def events(
-        self, dev: str | None = None, limit: int = 50, kinds: Iterable[str] | None = None
+        self,
+        dev: str | None = None,
+        limit: int | None = 50,
+        kinds: Iterable[str] | None = None,
+        created: tuple[datetime, datetime] | None = None,
     ) -> list[dict[str, Any]]:
+        """Newest first; ``created``: only events the devices recorded in [from, to)."""
         q = sa.select(events).order_by(events.c.pk.desc()).limit(limit)
         if dev is not None:
             q = q.where(events.c.device == dev)
         if kinds is not None:
             q = q.where(events.c.kind.in_(list(kinds)))
+        if created is not None:
+            q = q.where(events.c.created >= created[0], events.c.created < created[1])
         with self.engine.connect() as conn:
             return [with_utc(dict(r)) for r in conn.execute(q).mappings().all()]
 

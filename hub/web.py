@@ -32,6 +32,7 @@ from edge import contract
 from hub.alerts import LOCAL, Alerts
 from hub.auth import Accounts, Throttle
 from hub.ingest import Ingest
+from hub.ridership.web import register as register_ridership
 from hub.store import Store
 
 #: the commands every device answers (DESIGN.md); shown as buttons on the device page
@@ -174,6 +175,9 @@ def create_app(
 
     app.jinja_env.filters["ago"] = ago
     app.jinja_env.filters["duration"] = duration
+    app.jinja_env.filters["localtime"] = lambda iso: (
+        datetime.fromisoformat(str(iso)).astimezone(LOCAL).strftime("%H:%M")
+    )
     app.jinja_env.filters["without_images"] = lambda d: {
         k: v for k, v in d.items() if not k.endswith("_jpeg")
     }
@@ -297,6 +301,8 @@ def create_app(
             recent=store.recent_rejects(),
             total=store.count_events(),
         )
+
+    register_ridership(app, store, require, audit)
 
     @app.get("/api/devices")
     def api_devices() -> Any:

@@ -1,0 +1,125 @@
+"""Ridership pages for transit staff (roles admin and transit): report, exports, factors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+from flask import Flask, Response, flash, g, redirect, render_template, request, url_for
+
+from hub.ridership import data, export, report
+from hub.store import Store
+
+Require = Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]
+
+
+def parse_filter(args: Any, latest: date) -> report.Filter:
+    """The page's query string → a Filter; a bad value falls back to the default."""
+
+    def day(name: str, default: date) -> date:
+        try:
+            return date.fromisoformat(args.get(name, ""))
+        except ValueError:
+            return default
+
+    end = day("to", latest)
+    start = day("from", end)
+    if start > end:
+        start, end = end, start
+    direction = args.get("direction", "")
+    return report.Filter(
+        start=start,
+        end=min(end, start + timedelta(days=366)),
+        route_id=args.get("route") or None,
+        direction_id=int(direction) if direction in ("0", "1") else None,
+        day_type=args.get("day", "all") if args.get("day") in report.DAY_TYPES else "all",
+        band=args.get("band", "all") if args.get("band") in report.BANDS else "all",
+    )
+
+
+def register(app: Flask, store: Store, require: Require, audit: Callable[..., None]) -> None:
+    def latest_day() -> date:
+        rows = store.events(kinds=["ridership.stop_visit"], limit=1)
+        if rows:
+            try:
+                return date.fromisoformat(str(rows[0]["data"]["service_date"]))
+            except (KeyError, ValueError):
+                pass
+        return date.today()
+
+    def selected() -> tuple[report.Filter, data.Visits, list[Any]]:
+        f = parse_filter(request.args, latest_day())
+        visits = data.load(store, f.start, f.end)
+        return f, visits, report.select(visits.trips, f)
+
+    @app.get("/ridership")
+    @require("admin", "transit")
+    def ridership_page() -> str:
+        f, visits, trips = selected()
+        routes = sorted({t.route_id for t in visits.trips})
+        if f.route_id is None and len(routes) == 1:
+            trips = [t for t in trips if t.route_id == routes[0]]
+        directions = sorted({t.direction_id for t in trips if t.direction_id is not None})
+        # stops differ by direction: show one direction's pattern at a time
+        if f.direction_id is None and directions:
+            trips = [t for t in trips if t.direction_id == directions[0]]
+            f = report.Filter(f.start, f.end, f.route_id, directions[0], f.day_type, f.band)
+        rep = report.build(trips)
+        return render_template(
+            "ridership.html",
+            f=f,
+            rep=rep,
+            routes=routes,
+            untagged=visits.untagged,
+            factors=data.get_factors(store),
+            vehicles=sorted({t.vehicle for t in visits.trips}),
+            DAY_TYPES=report.DAY_TYPES,
+            BANDS=report.BANDS,
+            peak=max([s.p95_load for s in rep.stops] + [1]),
+            busiest=max([max(s.on, s.off) for s in rep.stops] + [1]),
+            od_max=float(rep.od.max()) if rep.od.size else 0.0,
+        )
+
+    @app.get("/ridership/visits.csv")
+    @require("admin", "transit")
+    def ridership_csv() -> Response:
+        f, _, trips = selected()
+        name = f"ridership-{f.start}-{f.end}.csv"
+        return Response(
+            "\ufeff" + export.visits_csv(trips),  # BOM: Excel opens UTF-8 (stop names) right
+            mimetype="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    @app.get("/ridership/gtfs-ride.zip")
+    @require("admin", "transit")
+    def ridership_gtfs_ride() -> Response:
+        f, _, trips = selected()
+        name = f"gtfs-ride-{f.start}-{f.end}.zip"
+        return Response(
+            export.gtfs_ride(trips, f),
+            mimetype="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    @app.post("/ridership/factors")
+    @require("admin", "transit")
+    def ridership_factors() -> Any:
+        form = request.form
+        try:
+            board, alight = float(form.get("board", "")), float(form.get("alight", ""))
+            data.set_factors(
+                store, form.get("vehicle", ""), board, alight, form.get("note", ""), g.user
+            )
+        except ValueError as e:
+            msg = str(e) if "factor" in str(e) or "vehicle" in str(e) else "factors must be numbers"
+            flash(f"Factors not saved: {msg}", "error")
+            return redirect(url_for("ridership_page") + "#factors")
+        audit(
+            "ridership.factors",
+            form["vehicle"],
+            f"on ×{board:g}, off ×{alight:g}: {form.get('note', '')}",
+        )
+        flash(f"Correction factors for {form['vehicle']} saved; every report uses them now.", "ok")
+        return redirect(url_for("ridership_page") + "#factors")
