@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 DEMO_ADMIN = "admin"
 #: sample photographs shipped beside the repository (see its README for provenance)
 MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media"
+VTEST = MEDIA / "opencv" / "vtest.avi"
 DEMO_DEVICES = [
     ("field-01", "wildlife", "North paddy, Kamiyama"),
     ("bus-01", "ridership", "Route 3 bus, front door"),
@@ -57,6 +58,32 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="stop after this many seconds (default: run until Ctrl-C)",
     )
     p.set_defaults(func=run)
+
+
+def demo_bus(folder: Path) -> dict[str, object]:
+    """A made-up route (GTFS) driven stop by stop (NMEA), the door open 5 s of every 10,
+    counting the people walking in the OpenCV sample clip."""
+    from edge.ridership.gtfs import load_feed
+    from edge.ridership.sim import demo_gps_log, write_feed
+
+    feed = write_feed(folder / "gtfs")
+    return {
+        "vehicle": "3号車",
+        "gtfs": str(feed),
+        "gps": str(demo_gps_log(load_feed(feed), folder / "bus.nmea")),
+        "tail_s": 0.5,
+        "doors": [
+            {
+                "name": "front",
+                "source": str(VTEST),
+                "fps": 10,
+                "loop": True,
+                "line": [320, 330, 320, 120],
+                "schedule": [[3, 8]],
+                "schedule_period_s": 10,
+            }
+        ],
+    }
 
 
 def demo_field(folder: Path) -> Path | None:
@@ -98,6 +125,8 @@ def provision(root: Path, port: int, web_port: int) -> Fleet:
                 "cooldown_s": 20,
                 "motion": False,
             }
+        elif role == "ridership" and VTEST.is_file():  # real people, a made-up route
+            extra["ridership"] = demo_bus(fleet.root / "media" / name)
         else:
             extra["sim"] = {"event_interval_s": 20}
         fleet.add_device(name, role, location=location, extra=extra)

@@ -55,6 +55,16 @@ def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
                 return {r[0] for r in c.execute("SELECT id FROM devices WHERE online")}
 
         wait_until(lambda: online() == {"field-01", "bus-01", "kiosk-01"}, 30, "3 devices online")
+
+        def stops_visited() -> set[str]:
+            import sqlite3
+
+            with sqlite3.connect(db) as c:
+                rows = c.execute("SELECT data FROM events WHERE kind = 'ridership.stop_visit'")
+                return {json.loads(r[0])["stop_id"] for r in rows}
+
+        # the bus counts real people at stops of its made-up route
+        wait_until(lambda: "S01A" in stops_visited(), 40, "the first stop visit")
         assert user == "admin" and len(password) >= 12
     finally:
         proc.terminate()

@@ -111,8 +111,6 @@ class RidershipApp:
     def _begin(self) -> None:
         now = self.utcnow()
         fix, course = self.gps.current() if self.gps is not None else (None, None)
-        if fix is not None and (now - fix.ts).total_seconds() > 30:
-            fix = None  # a stale position is worse than none
         if self.matcher is not None:
             match = self.matcher.match(fix, course, now)
         else:
@@ -152,7 +150,9 @@ class RidershipApp:
                 "quality": v.fix.quality,
                 "sats": v.fix.sats,
                 "hdop": v.fix.hdop,
-                "age_s": round(max(0.0, (v.arrival - v.fix.ts).total_seconds()), 1),
+                "age_s": round(max(0.0, (v.arrival - v.fix.ts).total_seconds()), 1)
+                if v.fix.ts <= v.arrival
+                else 0.0,
             },
             "match": m.method,
             "distance_m": m.distance_m,

@@ -110,6 +110,7 @@ class Gps:
         self.parser = NmeaParser()
         self.fix: Fix | None = None
         self.course: float | None = None
+        self.received = 0.0  # time.monotonic() when the newest fix arrived
         self._lock = threading.Lock()
 
     def feed(self, line: str | bytes) -> Fix | None:
@@ -117,12 +118,18 @@ class Gps:
         if fix is not None:
             with self._lock:
                 self.fix = fix
+                self.received = time.monotonic()
                 if fix.speed_kmh is not None and fix.speed_kmh >= MOVING_KMH:
                     self.course = fix.course
         return fix
 
-    def current(self) -> tuple[Fix | None, float | None]:
+    def current(self, max_age_s: float = 30.0) -> tuple[Fix | None, float | None]:
+        """The newest fix (None if none arrived in ``max_age_s``: a stale position is worse
+        than none) and the last course while moving. Age is by this clock, not the
+        receiver's, so a replayed log or a receiver with a wrong date still works."""
         with self._lock:
+            if self.fix is None or time.monotonic() - self.received > max_age_s:
+                return None, self.course
             return self.fix, self.course
 
 

@@ -182,3 +182,35 @@ def nmea(fix: Fix, course: float | None = None, speed_kmh: float | None = None) 
          f"{fix.hdop or 1.0:.1f}", "650.0", "M", "36.0", "M", "", ""),
     )  # fmt: skip
     return [str(gga), str(rmc)]
+
+
+def demo_gps_log(feed: Feed, path: Path, *, stop_s: float = 10.0) -> Path:
+    """A bus running the first outbound then the first inbound trip, ``stop_s`` per stop:
+    two seconds driving in, then standing at the stop (for a door schedule of e.g. [[3, 8]]
+    in a 10 s period)."""
+    trips = sorted(feed.trips.values(), key=lambda t: t.stop_times[0].arrival_s or 0)[:2]
+    t = datetime.now(UTC).replace(microsecond=0)
+    lines: list[str] = []
+    for trip in trips:
+        pts = [feed.stops[st.stop_id] for st in trip.stop_times]
+        for i, stop in enumerate(pts):
+            prev = pts[i - 1] if i else pts[1]
+            course = (
+                math.degrees(
+                    math.atan2(
+                        (stop.lon - prev.lon) * math.cos(math.radians(stop.lat)),
+                        stop.lat - prev.lat,
+                    )
+                )
+                % 360
+            )
+            if i == 0:
+                course = (course + 180) % 360
+            for s in range(int(stop_s)):
+                moving = s < 2
+                lines += nmea(
+                    Fix(t, stop.lat, stop.lon), course if moving else 0.0, 25.0 if moving else 0.0
+                )
+                t += timedelta(seconds=1)
+    path.write_text("\n".join(lines) + "\n", encoding="ascii")
+    return path
