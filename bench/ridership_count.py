@@ -58,13 +58,9 @@ def speed(frames: list[Frame], detector: str, threads: int) -> float:
 
 def main() -> None:
     truth = accuracy.load_truth(TRUTH)
-    result = count_video(VTEST, tuple(truth["line"]))
-    scores = accuracy.score(
-        [(f, d) for f, d in truth["crossings"]],
-        [(int(str(c["frame"])), str(c["dir"])) for c in result.crossings],
-        result.frames,
-        100,
-    )
+    assert truth.line is not None
+    result = count_video(VTEST, truth.line)
+    scores = accuracy.score(truth.crossings, result.marks, result.frames, 100)
     print("\ncount error on vtest.avi (768x576, blobs, windows of 100 frames = 10 s)")
     print(accuracy.table(scores))
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edge import contract
+from edge.camera import is_file_source
 from edge.errors import ConfigError
 
 #: exit status of a service started with a bad config (sysexits EX_CONFIG); units list it in
@@ -257,7 +258,7 @@ def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
         w = cfg.wildlife
         if w.model is not None:
             w.model = fix(w.model)
-        if _is_file_source(w.source) and not Path(w.source).is_absolute():
+        if is_file_source(w.source) and not Path(w.source).is_absolute():
             w.source = str(base / w.source)
     if cfg.ridership:
         r = cfg.ridership
@@ -265,7 +266,7 @@ def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
         if r.gps and not r.gps.startswith("/dev/") and not Path(r.gps).is_absolute():
             r.gps = str(base / r.gps)
         for d in r.doors:
-            if _is_file_source(d.source) and not Path(d.source).is_absolute():
+            if is_file_source(d.source) and not Path(d.source).is_absolute():
                 d.source = str(base / d.source)
     if cfg.updates:
         cfg.updates.public_key_file = (
@@ -276,10 +277,6 @@ def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
         tls.ca_file = fix(tls.ca_file) or tls.ca_file
         tls.cert_file, tls.key_file = fix(tls.cert_file), fix(tls.key_file)
     return cfg
-
-
-def _is_file_source(source: str) -> bool:
-    return not (source.isdigit() or "://" in source or source == "picamera")
 
 
 def apply_patch(cfg: DeviceConfig, patch: dict[str, Any]) -> DeviceConfig:

@@ -24,20 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import apprise
 import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from edge import contract
+from hub.config import LOCAL
 from hub.store import TS, Message, Store, metadata, pk, utc, with_utc
 
 log = logging.getLogger(__name__)
 
 MERGE_WINDOW = timedelta(minutes=5)
 LATE_AFTER = timedelta(seconds=60)
-LOCAL = ZoneInfo("Asia/Tokyo")
 
 subscribers = sa.Table(
     "alert_subscribers",

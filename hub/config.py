@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 import tomllib
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -12,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge.contract import format_validation
 from hub.errors import HubConfigError
+
+#: the town's time zone: staff pages, quiet hours, service days and time bands use it
+LOCAL = ZoneInfo("Asia/Tokyo")
 
 #: exit status of the hub started with a bad config (as for devices: sysexits EX_CONFIG)
 EXIT_BAD_CONFIG = 78

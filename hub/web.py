@@ -29,8 +29,9 @@ from flask import (
 from flask_wtf.csrf import CSRFProtect
 
 from edge import contract
-from hub.alerts import LOCAL, Alerts
+from hub.alerts import Alerts
 from hub.auth import Accounts, Throttle
+from hub.config import LOCAL
 from hub.ingest import Ingest
 from hub.ridership.web import register as register_ridership
 from hub.store import Store

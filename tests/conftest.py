@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
 
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
@@ -20,6 +22,15 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
+
+
+@pytest.fixture
+def pins() -> Iterator[MockFactory]:
+    """gpiozero's mock pins: the GPIO hardware seam."""
+    factory = MockFactory()
+    yield factory
+    factory.reset()
+    Device.pin_factory = None
 
 
 def free_port() -> int:

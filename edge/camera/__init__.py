@@ -37,13 +37,18 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
+def is_file_source(source: str) -> bool:
+    """A recorded file or folder, not 'picamera', a camera index or a stream URL."""
+    return not (source == "picamera" or source.isdigit() or "://" in source)
+
+
 def open_source(source: str, *, loop: bool = False, fps: float = 0.0) -> FrameSource:
     """'picamera', a camera index ('0'), an rtsp:// or http:// URL, or a file/folder path."""
     if source == "picamera":
         from edge.camera.picam import PicameraSource
 
         return PicameraSource()
-    if source.isdigit() or "://" in source:
+    if not is_file_source(source):
         from edge.camera.opencv import OpenCvSource
 
         return OpenCvSource(int(source) if source.isdigit() else source)

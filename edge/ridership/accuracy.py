@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 DIRECTIONS = ("in", "out")
 
@@ -33,7 +32,13 @@ class DirectionScore:
         return (self.counted - self.truth) / self.truth if self.truth else 0.0
 
 
-def load_truth(path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Truth:
+    line: tuple[float, float, float, float] | None  # the line it was counted on, if given
+    crossings: list[tuple[int, str]]  # (frame, "in" | "out")
+
+
+def load_truth(path: Path) -> Truth:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
@@ -44,7 +49,12 @@ def load_truth(path: Path) -> dict[str, Any]:
         for c in crossings
     ):
         raise ValueError(f'{path}: "crossings" must be a list of [frame, "in"|"out"] pairs')
-    return data
+    line = data.get("line")
+    if line is not None and not (
+        isinstance(line, list) and len(line) == 4 and all(isinstance(v, int | float) for v in line)
+    ):
+        raise ValueError(f'{path}: "line" must be [x1, y1, x2, y2]')
+    return Truth(tuple(line) if line else None, [(f, d) for f, d in crossings])
 
 
 def score(

@@ -68,7 +68,6 @@ class RidershipApp:
         self.visit: Visit | None = None
         self._closed_at: float | None = None
         self._on_close = on_close
-        self.visits = 0
 
     def step(self, now: float) -> None:
         opened = any(d.signal.is_open for d in self.doors)
@@ -158,7 +157,6 @@ class RidershipApp:
             "distance_m": m.distance_m,
             "partial": partial,
         }
-        self.visits += 1
         log.info(
             "stop %s: %d on, %d off%s",
             m.stop_name or m.stop_id,

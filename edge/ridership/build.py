@@ -10,7 +10,7 @@ from edge.config import RidershipSection
 from edge.ridership.app import Door, Emit, RidershipApp
 from edge.ridership.count import DoorCounter
 from edge.ridership.door import DoorSignal, GpioDoor, ScheduleDoor
-from edge.ridership.gps import Gps, replay_lines, serial_lines, start_reader
+from edge.ridership.gps import Gps, Reader, replay_lines, serial_lines
 from edge.ridership.gtfs import load_feed
 from edge.ridership.stops import StopMatcher
 
@@ -23,15 +23,18 @@ def build_ridership(
         if cfg.gtfs
         else None
     )
-    gps = None
+    gps = reader = None
     if cfg.gps:
+        source = cfg.gps
         gps = Gps()
-        lines = (
-            serial_lines(cfg.gps, cfg.gps_baud)
-            if cfg.gps.startswith("/dev/")
-            else replay_lines(Path(cfg.gps), speed=cfg.gps_replay_speed, loop=True)
+        reader = Reader(
+            gps,
+            lambda sleep: (
+                serial_lines(source, cfg.gps_baud)
+                if source.startswith("/dev/")
+                else replay_lines(Path(source), speed=cfg.gps_replay_speed, loop=True, sleep=sleep)
+            ),
         )
-        start_reader(gps, lines)
     doors = []
     for d in cfg.doors:
         signal: DoorSignal = (
@@ -48,5 +51,11 @@ def build_ridership(
             )
         )
     return RidershipApp(
-        doors, emit, vehicle=cfg.vehicle or device_id, gps=gps, matcher=matcher, tail_s=cfg.tail_s
+        doors,
+        emit,
+        vehicle=cfg.vehicle or device_id,
+        gps=gps,
+        matcher=matcher,
+        tail_s=cfg.tail_s,
+        on_close=reader.stop if reader else None,
     )

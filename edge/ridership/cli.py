@@ -81,12 +81,7 @@ def _count(args: argparse.Namespace) -> int:
         return 2
     scores = None
     if truth is not None:
-        scores = accuracy.score(
-            [(f, d) for f, d in truth["crossings"]],
-            [(int(str(c["frame"])), str(c["dir"])) for c in result.crossings],
-            result.frames,
-            args.window,
-        )
+        scores = accuracy.score(truth.crossings, result.marks, result.frames, args.window)
     if args.json:
         out = {
             "video": result.path,
@@ -94,7 +89,7 @@ def _count(args: argparse.Namespace) -> int:
             "in": result.ins,
             "out": result.outs,
             "fps": round(result.fps, 1),
-            "crossings": result.crossings,
+            "crossings": [asdict(c) for c in result.crossings],
         }
         if scores is not None:
             out["accuracy"] = [asdict(s) | {"error": round(s.error, 4)} for s in scores]

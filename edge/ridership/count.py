@@ -66,7 +66,7 @@ class DoorCounter:
         out = image.copy()
         x1, y1, x2, y2 = (int(v) for v in self.line.line)
         cv2.line(out, (x1, y1), (x2, y2), (0, 255, 255), 2)
-        nx, ny = self.line._nx, self.line._ny
+        nx, ny = self.line.normal
         mx, my = (x1 + x2) // 2, (y1 + y2) // 2
         cv2.arrowedLine(out, (mx, my), (int(mx + nx * 30), int(my + ny * 30)), (0, 255, 255), 2)
         for b in self.last_boxes:
@@ -92,6 +92,13 @@ class DoorCounter:
         return out
 
 
+@dataclass(frozen=True)
+class Counted:
+    frame: int
+    track: int  # the number drawn beside the box in the checking video
+    dir: str  # "in" | "out"
+
+
 @dataclass
 class CountResult:
     path: str
@@ -99,11 +106,16 @@ class CountResult:
     ins: int
     outs: int
     seconds: float
-    crossings: list[dict[str, object]] = field(default_factory=list)
+    crossings: list[Counted] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds else 0.0
+
+    @property
+    def marks(self) -> list[tuple[int, str]]:
+        """(frame, direction) of each crossing, as a truth file lists them."""
+        return [(c.frame, c.dir) for c in self.crossings]
 
 
 def count_video(
@@ -120,13 +132,13 @@ def count_video(
     source = FileSource(path)
     counter = DoorCounter(line, detector=detector, anchor=anchor, band_px=band_px)
     writer: cv2.VideoWriter | None = None
-    crossings: list[dict[str, object]] = []
+    crossings: list[Counted] = []
     frames = 0
     started = time.perf_counter()
     try:
         while (frame := source.read()) is not None:
             for c in counter.process(frame):
-                crossings.append({"frame": frame.index, "track": c.track, "dir": c.direction})
+                crossings.append(Counted(frame.index, c.track, c.direction))
             frames += 1
             if annotate is not None:
                 if writer is None:

@@ -138,7 +138,7 @@ def replay_lines(
     *,
     speed: float = 1.0,
     loop: bool = False,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] = time.sleep,
 ) -> Iterator[str]:
     """Lines of a recorded NMEA log, paced by the RMC times (``speed`` x real time)."""
     while True:
@@ -165,14 +165,35 @@ def serial_lines(device: str, baud: int = 9600) -> Iterator[bytes]:
             yield port.readline()
 
 
-def start_reader(gps: Gps, lines: Iterable[str | bytes]) -> threading.Thread:
-    def run() -> None:
+class Reader:
+    """Feeds a ``Gps`` from a source of NMEA lines on its own thread, until ``stop()``.
+
+    ``open_lines`` gets a ``sleep`` that returns early once stopped, for sources that pace
+    themselves (replays); a serial read times out every 2 s, so the port is let go within
+    that when the app restarts.
+    """
+
+    def __init__(
+        self, gps: Gps, open_lines: Callable[[Callable[[float], object]], Iterable[str | bytes]]
+    ) -> None:
+        self.gps = gps
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(open_lines,), name="gps", daemon=True
+        )
+        self._thread.start()
+
+    def _run(
+        self, open_lines: Callable[[Callable[[float], object]], Iterable[str | bytes]]
+    ) -> None:
         try:
-            for line in lines:
-                gps.feed(line)
+            for line in open_lines(self._stopped.wait):
+                if self._stopped.is_set():
+                    return
+                self.gps.feed(line)
         except Exception:  # the receiver unplugged: keep counting without position
             log.exception("GPS reader stopped")
 
-    t = threading.Thread(target=run, name="gps", daemon=True)
-    t.start()
-    return t
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(3)

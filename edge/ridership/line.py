@@ -57,7 +57,7 @@ class LineCounter:
         dx, dy = x2 - x1, y2 - y1
         self._len = (dx * dx + dy * dy) ** 0.5
         self._ux, self._uy = dx / self._len, dy / self._len  # along the line
-        self._nx, self._ny = -self._uy, self._ux  # clockwise on screen: the "in" side
+        self.normal = (-self._uy, self._ux)  # unit vector to the "in" side (clockwise on screen)
         self._side: dict[int, int] = {}  # track id → last side beyond the band
         self.ins = 0
         self.outs = 0
@@ -73,7 +73,7 @@ class LineCounter:
         along = rx * self._ux + ry * self._uy
         if along < -self.margin or along > self._len + self.margin:
             return 0
-        across = rx * self._nx + ry * self._ny
+        across = rx * self.normal[0] + ry * self.normal[1]
         if across > band:
             return 1
         if across < -band:

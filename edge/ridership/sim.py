@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 import pynmea2
 
 from edge.ridership.gps import KNOTS_TO_KMH, Fix
-from edge.ridership.gtfs import Feed
+from edge.ridership.gtfs import Feed, Stop
+from edge.ridership.stops import bearing
 
 ORIGIN = (36.2048, 137.2529)  # a valley town in the Japanese Alps
 STOP_NAMES = [
@@ -114,6 +115,12 @@ class Opening:
     stop_sequence: int
 
 
+def driving_in(pts: list[Stop], i: int) -> float:
+    """The course of a bus arriving at stop ``i`` (at the first stop: leaving it)."""
+    a, b = (pts[i - 1], pts[i]) if i else (pts[0], pts[1])
+    return bearing(a.lat, a.lon, b.lat, b.lon)
+
+
 def drive(
     feed: Feed,
     day: date,
@@ -137,15 +144,7 @@ def drive(
             if 0 < i < len(pts) - 1 and rng.random() < skip_rate:
                 continue  # nobody waiting, nobody getting off: the door stays shut
             stop = pts[i]
-            prev = pts[i - 1] if i else pts[i]
-            nxt = pts[i + 1] if i + 1 < len(pts) else pts[i]
-            a, b = (prev, stop) if i else (stop, nxt)
-            heading = (
-                math.degrees(
-                    math.atan2((b.lon - a.lon) * math.cos(math.radians(a.lat)), b.lat - a.lat)
-                )
-                % 360
-            )
+            heading = driving_in(pts, i)
             sigma = gps_sigma_m * (4 if rng.random() < bad_fix_rate else 1)
             la, lo = _offset(stop.lat, stop.lon, rng.gauss(0, sigma), rng.gauss(0, sigma))
             when = midnight + timedelta(seconds=(st.arrival_s or 0) + delay)
@@ -160,13 +159,13 @@ def nmea(fix: Fix, course: float | None = None, speed_kmh: float | None = None) 
     t = fix.ts.strftime("%H%M%S.00")
     d = fix.ts.strftime("%d%m%y")
 
-    def dm(value: float, width: int) -> tuple[str, str]:
+    def dm(value: float, width: int) -> str:
+        """NMEA's degrees and decimal minutes: 36.2048 → '3612.2880'."""
         a = abs(value)
         deg = int(a)
-        return f"{deg:0{width}d}{(a - deg) * 60:07.4f}", ""
+        return f"{deg:0{width}d}{(a - deg) * 60:07.4f}"
 
-    lat, _ = dm(fix.lat, 2)
-    lon, _ = dm(fix.lon, 3)
+    lat, lon = dm(fix.lat, 2), dm(fix.lon, 3)
     ns, ew = ("N" if fix.lat >= 0 else "S"), ("E" if fix.lon >= 0 else "W")
     spd = speed_kmh if speed_kmh is not None else (fix.speed_kmh or 0.0)
     crs = course if course is not None else (fix.course or 0.0)
@@ -194,18 +193,7 @@ def demo_gps_log(feed: Feed, path: Path, *, stop_s: float = 10.0) -> Path:
     for trip in trips:
         pts = [feed.stops[st.stop_id] for st in trip.stop_times]
         for i, stop in enumerate(pts):
-            prev = pts[i - 1] if i else pts[1]
-            course = (
-                math.degrees(
-                    math.atan2(
-                        (stop.lon - prev.lon) * math.cos(math.radians(stop.lat)),
-                        stop.lat - prev.lat,
-                    )
-                )
-                % 360
-            )
-            if i == 0:
-                course = (course + 180) % 360
+            course = driving_in(pts, i)
             for s in range(int(stop_s)):
                 moving = s < 2
                 lines += nmea(

@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from hub.config import LOCAL
 from hub.ridership.od import ipf
 from hub.ridership.trips import Trip
 
-LOCAL = ZoneInfo("Asia/Tokyo")
 DAY_TYPES = {
     "all": "Every day",
     "weekday": "Weekdays",

@@ -86,23 +86,16 @@ def clean(trip: Trip, board_factor: float = 1.0, alight_factor: float = 1.0) -> 
     if board_factor != 1.0 or alight_factor != 1.0:
         trip.flags.append(f"vehicle factors ×{board_factor:g} on, ×{alight_factor:g} off")
     total_on, total_off = sum(on), sum(off)
-    target = round((total_on + total_off) / 2)
-    if trip.raw_on != trip.raw_off:
-        trip.flags.append(f"balanced: {trip.raw_on} on vs {trip.raw_off} off → {target} each")
-    on_i = (
-        largest_remainder([v * target / total_on for v in on], target)
-        if total_on
-        else [0] * len(on)
-    )
-    off_i = (
-        largest_remainder([v * target / total_off for v in off], target)
-        if total_off
-        else [0] * len(off)
-    )
     if not total_on or not total_off:
-        on_i, off_i = [0] * len(on), [0] * len(off)
-        if target:
+        on_i = off_i = [0] * len(on)
+        if total_on or total_off:
             trip.flags.append("counts in one direction only: left out of the totals")
+    else:
+        target = round((total_on + total_off) / 2)
+        if trip.raw_on != trip.raw_off:
+            trip.flags.append(f"balanced: {trip.raw_on} on vs {trip.raw_off} off → {target} each")
+        on_i = largest_remainder([v * target / total_on for v in on], target)
+        off_i = largest_remainder([v * target / total_off for v in off], target)
     load = cut = 0
     for i, s in enumerate(trip.stops):
         s.on = on_i[i]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -48,24 +49,27 @@ def register(app: Flask, store: Store, require: Require, audit: Callable[..., No
                 pass
         return date.today()
 
-    def selected() -> tuple[report.Filter, data.Visits, list[Any]]:
+    def selected() -> tuple[report.Filter, data.Visits]:
         f = parse_filter(request.args, latest_day())
-        visits = data.load(store, f.start, f.end)
-        return f, visits, report.select(visits.trips, f)
+        return f, data.load(store, f.start, f.end)
 
     @app.get("/ridership")
     @require("admin", "transit")
     def ridership_page() -> str:
-        f, visits, trips = selected()
+        f, visits = selected()
+        # stops differ by route and direction: the page shows one pattern at a time
         routes = sorted({t.route_id for t in visits.trips})
-        if f.route_id is None and len(routes) == 1:
-            trips = [t for t in trips if t.route_id == routes[0]]
-        directions = sorted({t.direction_id for t in trips if t.direction_id is not None})
-        # stops differ by direction: show one direction's pattern at a time
-        if f.direction_id is None and directions:
-            trips = [t for t in trips if t.direction_id == directions[0]]
-            f = report.Filter(f.start, f.end, f.route_id, directions[0], f.day_type, f.band)
-        rep = report.build(trips)
+        route = f.route_id if f.route_id in routes else next(iter(routes), None)
+        directions = sorted(
+            {
+                t.direction_id
+                for t in visits.trips
+                if t.route_id == route and t.direction_id is not None
+            }
+        )
+        direction = f.direction_id if f.direction_id in directions else next(iter(directions), None)
+        f = replace(f, route_id=route, direction_id=direction)
+        rep = report.build(report.select(visits.trips, f))
         return render_template(
             "ridership.html",
             f=f,
@@ -81,45 +85,49 @@ def register(app: Flask, store: Store, require: Require, audit: Callable[..., No
             od_max=float(rep.od.max()) if rep.od.size else 0.0,
         )
 
+    def download(body: str | bytes, mimetype: str, name: str) -> Response:
+        return Response(
+            body,
+            mimetype=mimetype,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
     @app.get("/ridership/visits.csv")
     @require("admin", "transit")
     def ridership_csv() -> Response:
-        f, _, trips = selected()
-        name = f"ridership-{f.start}-{f.end}.csv"
-        return Response(
-            "\ufeff" + export.visits_csv(trips),  # BOM: Excel opens UTF-8 (stop names) right
-            mimetype="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        f, visits = selected()
+        # BOM: Excel then reads the UTF-8 stop names right
+        body = "\ufeff" + export.visits_csv(report.select(visits.trips, f))
+        return download(body, "text/csv", f"ridership-{f.start}-{f.end}.csv")
 
     @app.get("/ridership/gtfs-ride.zip")
     @require("admin", "transit")
     def ridership_gtfs_ride() -> Response:
-        f, _, trips = selected()
-        name = f"gtfs-ride-{f.start}-{f.end}.zip"
-        return Response(
-            export.gtfs_ride(trips, f),
-            mimetype="application/zip",
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+        f, visits = selected()
+        body = export.gtfs_ride(report.select(visits.trips, f), f)
+        return download(body, "application/zip", f"gtfs-ride-{f.start}-{f.end}.zip")
 
     @app.post("/ridership/factors")
     @require("admin", "transit")
     def ridership_factors() -> Any:
         form = request.form
+        back = redirect(url_for("ridership_page") + "#factors")
         try:
             board, alight = float(form.get("board", "")), float(form.get("alight", ""))
+        except ValueError:
+            flash("Factors not saved: the factors must be numbers, e.g. 1.05", "error")
+            return back
+        try:
             data.set_factors(
                 store, form.get("vehicle", ""), board, alight, form.get("note", ""), g.user
             )
         except ValueError as e:
-            msg = str(e) if "factor" in str(e) or "vehicle" in str(e) else "factors must be numbers"
-            flash(f"Factors not saved: {msg}", "error")
-            return redirect(url_for("ridership_page") + "#factors")
+            flash(f"Factors not saved: {e}", "error")
+            return back
         audit(
             "ridership.factors",
             form["vehicle"],
             f"on ×{board:g}, off ×{alight:g}: {form.get('note', '')}",
         )
         flash(f"Correction factors for {form['vehicle']} saved; every report uses them now.", "ok")
-        return redirect(url_for("ridership_page") + "#factors")
+        return back

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from edge import contract
@@ -39,14 +36,6 @@ class Frames:
 
     def close(self) -> None:
         pass
-
-
-@pytest.fixture
-def pins() -> Iterator[MockFactory]:
-    factory = MockFactory()
-    yield factory
-    factory.reset()
-    Device.pin_factory = None
 
 
 def make_app(

@@ -74,13 +74,9 @@ def test_a_bad_line_is_refused_with_the_reason(bad: str) -> None:
 
 def test_the_real_clip_is_within_ten_percent_each_way() -> None:
     truth = accuracy.load_truth(TRUTH)
-    result = count_video(VTEST, tuple(truth["line"]))
-    scores = accuracy.score(
-        [(f, d) for f, d in truth["crossings"]],
-        [(int(str(c["frame"])), str(c["dir"])) for c in result.crossings],
-        result.frames,
-        100,
-    )
+    assert truth.line is not None
+    result = count_video(VTEST, truth.line)
+    scores = accuracy.score(truth.crossings, result.marks, result.frames, 100)
     for s in scores:
         assert s.truth > 10
         assert abs(s.error) <= 0.10, accuracy.table(scores)

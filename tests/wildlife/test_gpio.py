@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pytest
-from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from edge.camera import Frame
@@ -18,14 +15,6 @@ from edge.wildlife.app import WildlifeApp
 from edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
 from edge.wildlife.incursion import Rules
 from tests.mqtt_probe import wait_until
-
-
-@pytest.fixture
-def pins() -> Iterator[MockFactory]:
-    factory = MockFactory()
-    yield factory
-    factory.reset()
-    Device.pin_factory = None
 
 
 class Clock:
