@@ -72,6 +72,7 @@ def test_a_bad_line_is_refused_with_the_reason(bad: str) -> None:
         parse_line(bad)
 
 
+@pytest.mark.skipif(not VTEST.is_file(), reason="../shared/media not present")
 def test_the_real_clip_is_within_ten_percent_each_way() -> None:
     truth = accuracy.load_truth(TRUTH)
     assert truth.line is not None
