@@ -115,6 +115,24 @@ def job_status(dev: str, job_id: str) -> str:
     return _t(dev, "jobs", job_id, "status")
 
 
+def call(dev: str) -> str:
+    return _t(dev, "call")
+
+
+def view(dev: str, name: str) -> str:
+    if name not in VIEWS:
+        raise ContractError(f"view {name!r}: expected one of {', '.join(VIEWS)}")
+    return _t(dev, "view", name)
+
+
+def still(dev: str) -> str:
+    return _t(dev, "still")
+
+
+def signal(dev: str) -> str:
+    return _t(dev, "signal")
+
+
 @dataclass(frozen=True)
 class Topic:
     """A parsed device topic: ``mimamori/v1/{dev}/{channel}[/{rest}]``."""
@@ -133,7 +151,19 @@ _CHANNEL_DEPTH = {
     "cmd": 1,
     "reply": 1,
     "jobs": (1, 2),
+    "call": 0,
+    "view": 1,
+    "still": 0,
+    "signal": 0,
 }
+
+#: channels whose payload is a JPEG, not JSON; what describes it rides in the MQTT v5 user
+#: property ``meta`` (JSON), so no frame is base64-inflated on a slow link
+BINARY_CHANNELS = frozenset({"view", "still"})
+#: the kiosk's two camera views: the resident's face and the document on the desk
+VIEWS = ("face", "doc")
+MAX_VIEW_BYTES = 512 * 1024
+MAX_STILL_BYTES = MAX_JOB_BYTES
 
 
 def parse_topic(topic: str) -> Topic:
@@ -159,6 +189,8 @@ def parse_topic(topic: str) -> Topic:
         raise ContractError(f"topic {topic!r}: expected twin/desired or twin/reported")
     if channel == "event" and not KIND_RE.match(rest[0]):
         raise ContractError(f"topic {topic!r}: event kind {rest[0]!r} is not 'app.name'")
+    if channel == "view" and rest[0] not in VIEWS:
+        raise ContractError(f"topic {topic!r}: view {rest[0]!r} is not one of {', '.join(VIEWS)}")
     if channel == "jobs" and len(rest) == 2 and rest[1] != "status":
         raise ContractError(f"topic {topic!r}: expected jobs/<id> or jobs/<id>/status")
     return Topic(dev, channel, "/".join(rest))
@@ -319,12 +351,31 @@ class StopVisitData(BaseModel):
         return self
 
 
+CALL_ID = r"^[0-9a-f]{32}$"
+CallStateName = Literal["idle", "ringing", "connected", "ended"]
+CallEnd = Literal["cancelled", "staff_ended", "no_answer", "link_lost", "kiosk_restarted"]
+
+
+class KioskCallData(BaseModel):
+    """``kiosk.call``: one finished call at a kiosk (statistics; no picture, no sound)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    call: str = Field(pattern=CALL_ID)
+    rang: datetime = Field(description="when the resident pressed the button")
+    answered: datetime | None = Field(None, description="when staff answered; None: nobody")
+    ended: datetime
+    staff: str | None = Field(None, max_length=64)
+    reason: CallEnd
+    stills: int = Field(0, ge=0, le=1000, description="document stills taken in the call")
+
+
 #: per event kind, the schema of ``data``; each app registers its kinds here
 EVENT_DATA: dict[str, type[BaseModel]] = {
     "device.notice": NoticeData,
     "wildlife.incursion": IncursionData,
     "wildlife.incursion_end": IncursionEndData,
     "ridership.stop_visit": StopVisitData,
+    "kiosk.call": KioskCallData,
 }
 
 
@@ -422,6 +473,67 @@ class JobStatus(Payload):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class CallState(Payload):
+    """Retained on ``{dev}/call``: the kiosk's call as the kiosk sees it (it is the authority)."""
+
+    call: str | None = Field(None, pattern=CALL_ID, description="None while idle")
+    state: CallStateName
+    since: datetime = Field(description="when this state began")
+    staff: str | None = Field(None, max_length=64, description="who answered (connected)")
+    reason: CallEnd | None = Field(None, description="why it ended (ended)")
+    sending: list[str] = Field(default_factory=list, description="views being sent now")
+    position: int | None = Field(None, ge=1, description="place in the queue (ringing)")
+
+
+class Signal(Payload):
+    """WebRTC signalling for a call's voice, relayed by the hub (never a public server)."""
+
+    call: str = Field(pattern=CALL_ID)
+    type: Literal["offer", "answer"]
+    sdp: str = Field(max_length=60_000)
+
+
+class ViewMeta(BaseModel):
+    """The ``meta`` user property of a ``view/{face|doc}`` JPEG."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    call: str = Field(pattern=CALL_ID)
+    seq: int = Field(ge=0, description="frame number in this call, per view")
+    ts: datetime = Field(description="when the frame was taken (kiosk clock, UTC)")
+    w: int = Field(ge=1, le=8192)
+    h: int = Field(ge=1, le=8192)
+    q: int = Field(ge=1, le=100, description="JPEG quality chosen for the link")
+
+
+class StillMeta(BaseModel):
+    """The ``meta`` user property of a ``still`` JPEG: a rectified document photograph."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    call: str = Field(pattern=CALL_ID)
+    still: str = Field(pattern=CALL_ID)
+    ts: datetime
+    found: bool = Field(description="a page was found and flattened")
+    corners: list[tuple[float, float]] = Field(
+        default_factory=list, max_length=4, description="page corners in the camera frame"
+    )
+    w: int = Field(ge=1, le=20_000)
+    h: int = Field(ge=1, le=20_000)
+    dpi: float | None = Field(None, ge=0, description="resolution over an A4 page")
+    warnings: list[str] = Field(default_factory=list, max_length=10)
+
+
+class CallCommand(BaseModel):
+    """Arguments of the hub's call commands (``call-answer``, ``call-end``, ``call-queue``,
+    ``still-capture``): always the call they are about, so a stale command is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    call: str = Field(pattern=CALL_ID)
+    staff: str | None = Field(None, max_length=64, description="call-answer: who answers")
+    position: int | None = Field(None, ge=1, le=1000, description="call-queue: place")
+    type: Literal["offer", "answer"] | None = Field(None, description="call-signal")
+    sdp: str | None = Field(None, max_length=60_000, description="call-signal")
+
+
 _CHANNEL_SCHEMA: dict[tuple[str, str], type[Payload]] = {
     ("state", ""): StatePayload,
     ("birth", ""): BirthPayload,
@@ -429,6 +541,8 @@ _CHANNEL_SCHEMA: dict[tuple[str, str], type[Payload]] = {
     ("twin", "desired"): TwinDesired,
     ("twin", "reported"): TwinReported,
     ("reply", ""): CommandReply,
+    ("call", ""): CallState,
+    ("signal", ""): Signal,
 }
 
 
@@ -449,6 +563,8 @@ def schema_for(t: Topic) -> type[Payload]:
 def decode(topic: str, raw: bytes) -> tuple[Topic, Payload]:
     """Parse a topic and validate its payload; ContractError says what was wrong and where."""
     t = parse_topic(topic)
+    if t.channel in BINARY_CHANNELS:
+        raise ContractError(f"topic {topic!r}: a JPEG channel; use decode_jpeg()")
     limit = {"event": MAX_EVENT_BYTES, "jobs": MAX_JOB_BYTES}.get(t.channel, MAX_OTHER_BYTES)
     if len(raw) > limit:
         raise ContractError(f"topic {topic!r}: payload of {len(raw)} bytes exceeds {limit}")
@@ -484,3 +600,29 @@ def format_validation(err: ValidationError, prefix: str = "") -> str:
             got = got[:57] + "..."
         lines.append(f"{loc or '(root)'}: {e['msg']} (got {got})")
     return "; ".join(lines)
+
+
+def jpeg_meta_json(meta: ViewMeta | StillMeta) -> str:
+    """The ``meta`` user property to send with a view frame or a still."""
+    return meta.model_dump_json()
+
+
+def decode_jpeg(
+    topic: str, raw: bytes, meta: str | None
+) -> tuple[Topic, ViewMeta | StillMeta, bytes]:
+    """Check a ``view``/``still`` message: topic, size, JPEG magic and its ``meta`` property."""
+    t = parse_topic(topic)
+    if t.channel not in BINARY_CHANNELS:
+        raise ContractError(f"topic {topic!r}: not a JPEG channel")
+    limit = MAX_VIEW_BYTES if t.channel == "view" else MAX_STILL_BYTES
+    if len(raw) > limit:
+        raise ContractError(f"topic {topic!r}: payload of {len(raw)} bytes exceeds {limit}")
+    if not raw.startswith(b"\xff\xd8"):
+        raise ContractError(f"topic {topic!r}: payload is not a JPEG (no FF D8 start)")
+    if not meta:
+        raise ContractError(f"topic {topic!r}: missing the 'meta' user property")
+    schema: type[ViewMeta | StillMeta] = ViewMeta if t.channel == "view" else StillMeta
+    try:
+        return t, schema.model_validate_json(meta), raw
+    except ValidationError as e:
+        raise ContractError(f"topic {topic!r}: meta: {format_validation(e)}") from None

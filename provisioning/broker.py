@@ -28,6 +28,12 @@ pattern write {contract.ROOT}/%u/event/+
 pattern write {contract.ROOT}/%u/twin/reported
 pattern write {contract.ROOT}/%u/reply/+
 pattern write {contract.ROOT}/%u/jobs/+/status
+# kiosks: call state, the two live views and document stills (only during a call), voice
+# signalling; all outbound from the kiosk
+pattern write {contract.ROOT}/%u/call
+pattern write {contract.ROOT}/%u/view/+
+pattern write {contract.ROOT}/%u/still
+pattern write {contract.ROOT}/%u/signal
 pattern read {contract.ROOT}/%u/twin/desired
 pattern read {contract.ROOT}/%u/cmd/+
 pattern read {contract.ROOT}/%u/jobs/+
