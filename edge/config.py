@@ -193,6 +193,59 @@ class RidershipSection(Section):
         return v
 
 
+class KioskSection(Section):
+    office: str = Field("", max_length=100, description="branch office name on the screen")
+    phone: str = Field(
+        min_length=3,
+        max_length=40,
+        description="number the screen gives when nobody can answer, e.g. '0120-123-456'",
+    )
+    face_source: str = Field(
+        description="camera facing the resident: 'picamera', 'picamera:1', a camera index, a "
+        "URL, or a video/image file (replayed, for demos and tests)"
+    )
+    doc_source: str = Field(
+        description="camera looking down at the desk (full resolution for document stills)"
+    )
+    loop: bool = Field(True, description="replay files forever (demo)")
+    fps: float = Field(10.0, gt=0, le=30, description="highest frame rate sent per view")
+    long_px: int = Field(1280, ge=160, le=1920, description="longest side of a sent frame")
+    button_pin: int | None = Field(
+        None, ge=0, le=27, description="BCM pin of the big call button (to ground)"
+    )
+    led_pin: int | None = Field(None, ge=0, le=27, description="BCM pin of the button's light")
+    hold_s: float = Field(2.0, ge=0.5, le=10, description="holding the button this long hangs up")
+    screen_port: int = Field(8090, ge=1, le=65535, description="resident screen, on localhost")
+    days: list[int] = Field(
+        [0, 1, 2, 3, 4], min_length=1, max_length=7, description="open days, 0 = Monday"
+    )
+    opens: str = Field("08:30", pattern=r"^\d{1,2}:\d{2}$", description="local time staff start")
+    closes: str = Field("17:15", pattern=r"^\d{1,2}:\d{2}$", description="...and stop answering")
+    closed_dates: list[str] = Field(
+        default_factory=list, description="holidays, as YYYY-MM-DD (the screen says closed)"
+    )
+    ring_timeout_s: float = Field(
+        180.0, ge=10, le=3600, description="ringing this long unanswered: give the phone number"
+    )
+    ended_show_s: float = Field(30.0, ge=3, le=600, description="how long the goodbye stays")
+    link_grace_s: float = Field(
+        20.0, ge=2, le=600, description="a call survives a link outage this long"
+    )
+    ice_servers: list[str] = Field(
+        default_factory=list,
+        description="the town's own TURN/STUN servers for voice, e.g. "
+        "['turn:turn.city.local:3478'] (never a public one); empty: direct only",
+    )
+    speak: bool = Field(True, description="speak the prompts aloud where the browser can")
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[int]) -> list[int]:
+        if any(not 0 <= d <= 6 for d in v):
+            raise ValueError(f"days are 0 (Monday) to 6 (Sunday), got {v}")
+        return v
+
+
 class SimSection(Section):
     event_interval_s: float = Field(
         5.0, gt=0, le=3600, description="seconds between simulated events"
@@ -209,6 +262,7 @@ class DeviceConfig(Section):
     )
     wildlife: WildlifeSection | None = Field(None, description="the monkey watch (role wildlife)")
     ridership: RidershipSection | None = Field(None, description="door counters (role ridership)")
+    kiosk: KioskSection | None = Field(None, description="remote counter (role kiosk)")
     sim: SimSection | None = Field(
         None, description="simulated app for demos: publishes notices instead of real work"
     )
@@ -219,7 +273,7 @@ class DeviceConfig(Section):
 
 
 #: sections the hub may change through twin/desired
-REMOTE_SECTIONS = frozenset({"telemetry", "outbox", "sim", "wildlife", "ridership"})
+REMOTE_SECTIONS = frozenset({"telemetry", "outbox", "sim", "wildlife", "ridership", "kiosk"})
 
 
 def _problems(err: ValidationError) -> list[str]:
@@ -268,6 +322,12 @@ def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:
         for d in r.doors:
             if is_file_source(d.source) and not Path(d.source).is_absolute():
                 d.source = str(base / d.source)
+    if cfg.kiosk:
+        k = cfg.kiosk
+        for attr in ("face_source", "doc_source"):
+            src = getattr(k, attr)
+            if is_file_source(src) and not Path(src).is_absolute():
+                setattr(k, attr, str(base / src))
     if cfg.updates:
         cfg.updates.public_key_file = (
             fix(cfg.updates.public_key_file) or cfg.updates.public_key_file

@@ -39,8 +39,9 @@ from edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-#: a command handler takes the request's args and returns a result dict (or raises)
-CommandHandler = Callable[[dict[str, Any]], dict[str, Any]]
+#: a command handler takes the request's args and returns a result dict (or raises); None
+#: means a fire-and-forget command (e.g. a frame acknowledgement): no reply is sent
+CommandHandler = Callable[[dict[str, Any]], dict[str, Any] | None]
 #: the twin handler gets (version, patch) and returns the applied remote view; it raises
 #: ConfigError (or any ValueError) to refuse the patch
 TwinHandler = Callable[[int, dict[str, Any]], dict[str, Any]]
@@ -80,6 +81,8 @@ class Link:
         self._birth = birth
         self._on_desired = on_desired
         self._commands = commands
+        #: the running app's own commands (the kiosk's call control), replaced on app restart
+        self.app_commands: dict[str, CommandHandler] = {}
         self._on_job = on_job
         self._job_states: dict[str, contract.JobStatus] = {}
         self._rng = rng or random.Random()
@@ -143,6 +146,20 @@ class Link:
             return False
         client.publish(contract.tele(self.dev), payload.dumps(), qos=0)
         return True
+
+    def publish_live(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False, meta: str = ""
+    ) -> bool:
+        """Publish now if connected (False if not); ``meta`` goes in the user property."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            return False
+        props = None
+        if meta:
+            props = Properties(PacketTypes.PUBLISH)
+            props.UserProperty = ("meta", meta)
+        info = client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def publish_reported(self, reported: contract.TwinReported) -> None:
         client = self._client
@@ -350,13 +367,15 @@ class Link:
     def _handle_command(
         self, client: mqtt.Client, name: str, req: contract.CommandRequest, props: Any
     ) -> None:
-        handler = self._commands.get(name)
+        handler = self._commands.get(name) or self.app_commands.get(name)
         try:
             if handler is None:
-                raise KeyError(
-                    f"unknown command {name!r} (known: {', '.join(sorted(self._commands))})"
-                )
-            reply = contract.CommandReply(name=name, ok=True, result=handler(req.args))
+                known = sorted({*self._commands, *self.app_commands})
+                raise KeyError(f"unknown command {name!r} (known: {', '.join(known)})")
+            result = handler(req.args)
+            if result is None:
+                return
+            reply = contract.CommandReply(name=name, ok=True, result=result)
         except Exception as e:
             reply = contract.CommandReply(name=name, ok=False, error=str(e))
         own = contract.reply(self.dev, name)

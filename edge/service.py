@@ -42,10 +42,25 @@ class Emitter:
         self._outbox, self._link = outbox, link
 
     def __call__(self, kind: str, data: dict[str, Any], prio: Priority = Priority.NORMAL) -> Row:
-        ready = self._link.connected and self._link.hub_online
-        row = self._outbox.put(kind, data, prio=prio, offline=not ready)
+        row = self._outbox.put(kind, data, prio=prio, offline=not self.ready)
         self._link.wake()
         return row
+
+    @property
+    def ready(self) -> bool:
+        """Connected and the hub is online: live data (a call) can reach city hall now."""
+        return self._link.connected and self._link.hub_online
+
+    @property
+    def sessions(self) -> int:
+        """Connections made so far; a change means retained live state must be sent again."""
+        return self._link.stats.connects
+
+    def live(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False, meta: str = ""
+    ) -> bool:
+        """Send now or never (call state, video frames): never queued in the outbox."""
+        return self._link.publish_live(topic, payload, qos=qos, retain=retain, meta=meta)
 
 
 class App(Protocol):
@@ -87,6 +102,10 @@ def default_app(cfg: DeviceConfig, emit: Emitter) -> App | None:
         from edge.ridership.build import build_ridership
 
         return build_ridership(cfg.ridership, emit, cfg.device.id)
+    if cfg.device.role == "kiosk" and cfg.kiosk is not None:
+        from kiosk.app import KioskApp
+
+        return KioskApp(cfg.kiosk, emit, cfg.device.id)
     if cfg.sim is not None:
         return SimApp(emit, cfg.sim.event_interval_s)
     return None
@@ -155,7 +174,7 @@ class Service:
         tmp = self._twin_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"version": version, "config": patch}))
         tmp.replace(self._twin_file)
-        restart = new.sim != self.cfg.sim or new.wildlife != self.cfg.wildlife
+        restart = any(getattr(new, k) != getattr(self.cfg, k) for k in ("sim", "wildlife", "kiosk"))
         self._set_cfg(new)
         if restart:
             self.restart_app()
@@ -285,6 +304,7 @@ class Service:
                 log.error("app not started: %s", e)
                 self.app = None
                 self.emit("device.notice", {"level": "error", "message": f"app not started: {e}"})
+            self.link.app_commands = dict(getattr(self.app, "commands", {}))
 
     # -- running -------------------------------------------------------------------------
 

@@ -146,10 +146,10 @@ def page_size(corners: np.ndarray, max_long_px: int) -> tuple[int, int, float]:
     upscaling adds no detail.
     """
     tl, tr, br, bl = corners
-    width = (np.linalg.norm(tr - tl) + np.linalg.norm(br - bl)) / 2
-    height = (np.linalg.norm(bl - tl) + np.linalg.norm(br - tr)) / 2
-    long_px = float(max(width, height))
-    ratio = float(max(width, height) / max(1.0, min(width, height)))
+    width = float(np.linalg.norm(tr - tl) + np.linalg.norm(br - bl)) / 2
+    height = float(np.linalg.norm(bl - tl) + np.linalg.norm(br - tr)) / 2
+    long_px = max(width, height)
+    ratio = long_px / max(1.0, min(width, height))
     if abs(ratio - A4_RATIO) / A4_RATIO < 0.08:
         ratio = A4_RATIO
     out_long = min(long_px, float(max_long_px))

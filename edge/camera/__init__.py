@@ -39,15 +39,19 @@ class FrameSource(Protocol):
 
 def is_file_source(source: str) -> bool:
     """A recorded file or folder, not 'picamera', a camera index or a stream URL."""
-    return not (source == "picamera" or source.isdigit() or "://" in source)
+    return not (source.split(":")[0] == "picamera" or source.isdigit() or "://" in source)
 
 
 def open_source(source: str, *, loop: bool = False, fps: float = 0.0) -> FrameSource:
-    """'picamera', a camera index ('0'), an rtsp:// or http:// URL, or a file/folder path."""
-    if source == "picamera":
+    """'picamera' (or 'picamera:1' for the second camera port), a camera index ('0'), an
+    rtsp:// or http:// URL, or a file/folder path."""
+    if source.split(":")[0] == "picamera":
         from edge.camera.picam import PicameraSource
 
-        return PicameraSource()
+        _, _, index = source.partition(":")
+        if index and not index.isdigit():
+            raise CameraError(f"camera {source!r}: expected 'picamera' or 'picamera:N'")
+        return PicameraSource(camera=int(index or 0))
     if not is_file_source(source):
         from edge.camera.opencv import OpenCvSource
 
