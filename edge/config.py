@@ -220,7 +220,9 @@ class KioskSection(Section):
         [0, 1, 2, 3, 4], min_length=1, max_length=7, description="open days, 0 = Monday"
     )
     opens: str = Field("08:30", pattern=r"^\d{1,2}:\d{2}$", description="local time staff start")
-    closes: str = Field("17:15", pattern=r"^\d{1,2}:\d{2}$", description="...and stop answering")
+    closes: str = Field(
+        "17:15", pattern=r"^\d{1,2}:\d{2}$", description="...and stop answering ('24:00': midnight)"
+    )
     closed_dates: list[str] = Field(
         default_factory=list, description="holidays, as YYYY-MM-DD (the screen says closed)"
     )
@@ -243,6 +245,14 @@ class KioskSection(Section):
     def _days(cls, v: list[int]) -> list[int]:
         if any(not 0 <= d <= 6 for d in v):
             raise ValueError(f"days are 0 (Monday) to 6 (Sunday), got {v}")
+        return v
+
+    @field_validator("opens", "closes")
+    @classmethod
+    def _clock(cls, v: str) -> str:
+        h, m = (int(x) for x in v.split(":"))
+        if not (0 <= h <= 23 and 0 <= m <= 59) and (h, m) != (24, 0):
+            raise ValueError(f"expected a time of day HH:MM, got {v!r}")
         return v
 
 

@@ -22,6 +22,8 @@ from flask import Flask
 from hub.alerts import Alerts
 from hub.auth import ROLES, Accounts
 from hub.config import EXIT_BAD_CONFIG, HubConfig, load_hub_config
+from hub.counter.calls import CallBook
+from hub.counter.relay import Relay
 from hub.errors import HubConfigError
 from hub.ingest import Ingest
 from hub.store import Store
@@ -106,10 +108,12 @@ class Hub:
     ingest: Ingest
     app: Flask
     alerts: Alerts
+    relay: Relay
     _server: Any = field(default=None, repr=False)
 
     def start(self, web: bool = True) -> Hub:
         self.ingest.start()
+        self.relay.start()
         if web:
             from waitress.server import create_server
 
@@ -117,7 +121,7 @@ class Hub:
                 self.app,
                 host=self.cfg.web.bind,
                 port=self.cfg.web.port,
-                threads=8,
+                threads=32,  # each staff console long-polls two views and the voice
                 ident="mimamori",
             )
             threading.Thread(target=self._server.run, name="web", daemon=True).start()
@@ -127,6 +131,7 @@ class Hub:
     def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        self.relay.stop()
         self.ingest.stop()
         self.alerts.close()
         self.store.close()
@@ -158,8 +163,22 @@ def build(config: Path) -> Hub:
             ingest.send_command(dev, "deterrent-hold", {"minutes": 60})
 
     alerts.on_taken = hold_deterrents
-    app = create_app(store, ingest, secret, secure_cookies=cfg.web.secure_cookies, alerts=alerts)
-    return Hub(cfg, store, ingest, app, alerts)
+    accounts = Accounts(store)
+    relay = Relay(
+        cfg,
+        CallBook(store),
+        ingest.send_command,
+        lambda user, action, target, detail: accounts.record(user, action, target, detail),
+    )
+    app = create_app(
+        store,
+        ingest,
+        secret,
+        secure_cookies=cfg.web.secure_cookies,
+        alerts=alerts,
+        relay=relay,
+    )
+    return Hub(cfg, store, ingest, app, alerts, relay)
 
 
 def config_option(p: argparse.ArgumentParser) -> None:

@@ -32,6 +32,7 @@ from edge import contract
 from hub.alerts import Alerts
 from hub.auth import Accounts, Throttle
 from hub.config import LOCAL
+from hub.counter.relay import Relay
 from hub.ingest import Ingest
 from hub.ridership.web import register as register_ridership
 from hub.store import Store
@@ -81,6 +82,7 @@ def create_app(
     *,
     secure_cookies: bool = True,
     alerts: Alerts | None = None,
+    relay: Relay | None = None,
 ) -> Flask:
     app = Flask(__name__)
     app.secret_key = secret_key
@@ -304,6 +306,10 @@ def create_app(
         )
 
     register_ridership(app, store, require, audit)
+    if relay is not None:
+        from hub.counter.web import register as register_counter
+
+        register_counter(app, relay, relay.book, require, audit)
 
     @app.get("/api/devices")
     def api_devices() -> Any:

@@ -41,7 +41,7 @@ STILL_QUALITY = (85, 75, 65, 50)
 def hours_of(cfg: KioskSection) -> Hours:
     def hm(text: str) -> dtime:
         h, m = (int(x) for x in text.split(":"))
-        return dtime(h, m)
+        return dtime.max if (h, m) == (24, 0) else dtime(h, m)
 
     return Hours(
         tuple(cfg.days),

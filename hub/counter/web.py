@@ -1,0 +1,130 @@
+"""The staff console for the remote counter (roles admin and counter).
+
+The page polls ``/counter/state.json`` (the ringing queue, this person's call) and, once a
+call is connected, long-polls each view: ``/counter/calls/CALL/view/NAME?after=SEQ`` answers
+with the next JPEG as soon as the kiosk sends one (headers ``X-Seq`` and ``X-Captured``), or
+204 after a few seconds without one. Fetching a frame is what lets the kiosk send the next,
+so a slow link or a slow browser lowers the frame rate instead of queueing stale pictures.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, Response, abort, g, jsonify, render_template, request
+
+from edge import contract
+from hub.counter.calls import CallBook
+from hub.counter.relay import CounterError, Relay
+from hub.ridership.web import Require
+
+#: how long a view or signal poll waits for something new
+POLL_S = 5.0
+
+
+def register(
+    app: Flask, relay: Relay, book: CallBook, require: Require, audit: Callable[..., None]
+) -> None:
+    staff = require("admin", "counter")
+    app.context_processor(lambda: {"has_counter": True})
+
+    def call_id(call: str) -> str:
+        if not re.fullmatch(contract.CALL_ID, call):
+            abort(404)
+        return call
+
+    def after() -> int:
+        text = request.args.get("after", "0")
+        if not text.lstrip("-").isdigit():
+            abort(400, "after: expected a frame number")
+        return int(text)
+
+    @app.errorhandler(CounterError)
+    def refused(e: CounterError) -> Any:
+        return jsonify({"error": str(e)}), 409
+
+    @app.get("/counter")
+    @staff
+    def counter_page() -> str:
+        return render_template("counter.html", recent=book.recent(15), saved=book.saved(20))
+
+    @app.get("/counter/state.json")
+    @staff
+    def counter_state() -> Any:
+        return jsonify(relay.console(g.user))
+
+    @app.post("/counter/calls/<call>/answer")
+    @staff
+    def counter_answer(call: str) -> Any:
+        live = relay.answer(call_id(call), g.user)
+        audit("counter.answer", live.dev, f"call {call}")
+        return jsonify({"ok": True})
+
+    @app.post("/counter/calls/<call>/end")
+    @staff
+    def counter_end(call: str) -> Any:
+        relay.end(call_id(call), g.user)
+        return jsonify({"ok": True})
+
+    @app.post("/counter/calls/<call>/capture")
+    @staff
+    def counter_capture(call: str) -> Any:
+        relay.capture(call_id(call), g.user)
+        return jsonify({"ok": True})
+
+    @app.get("/counter/calls/<call>/view/<name>")
+    @staff
+    def counter_view(call: str, name: str) -> Any:
+        f = relay.frame(call_id(call), g.user, name, after(), POLL_S)
+        if f is None:
+            return Response(status=204)
+        return Response(
+            f.jpeg,
+            mimetype="image/jpeg",
+            headers={
+                "X-Seq": str(f.seq),
+                "X-Captured": contract.iso(f.meta.ts),
+                "X-Quality": str(f.meta.q),
+                "Cache-Control": "no-store",
+            },
+        )
+
+    @app.post("/counter/calls/<call>/offer")
+    @staff
+    def counter_offer(call: str) -> Any:
+        sdp = (request.get_json(silent=True) or {}).get("sdp")
+        if not isinstance(sdp, str) or not sdp.startswith("v=0") or len(sdp) > 60_000:
+            return jsonify({"error": "sdp: expected a WebRTC session description"}), 400
+        relay.offer(call_id(call), g.user, sdp)
+        return jsonify({"ok": True})
+
+    @app.get("/counter/calls/<call>/signal")
+    @staff
+    def counter_signal(call: str) -> Any:
+        return jsonify(relay.wait_signal(call_id(call), g.user, max(0, after()), POLL_S))
+
+    @app.get("/counter/calls/<call>/stills/<still>.jpg")
+    @staff
+    def counter_still(call: str, still: str) -> Any:
+        s = relay.still(call_id(call), g.user, still)
+        return Response(s.jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.post("/counter/calls/<call>/stills/<still>/save")
+    @staff
+    def counter_save(call: str, still: str) -> Any:
+        reason = (request.get_json(silent=True) or {}).get("reason")
+        if not isinstance(reason, str):
+            return jsonify({"error": "reason: expected text"}), 400
+        relay.save_still(call_id(call), g.user, still, reason)
+        return jsonify({"ok": True})
+
+    @app.get("/counter/saved/<still>.jpg")
+    @staff
+    def counter_saved(still: str) -> Any:
+        jpeg = book.saved_jpeg(still)
+        if jpeg is None:
+            abort(404)
+        audit("counter.still_view", still)
+        return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})

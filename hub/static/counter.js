@@ -1,0 +1,234 @@
+// The remote-counter console: queue with ring, answer, two live views, voice, stills.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const csrf = document.querySelector('meta[name="csrf-token"]').content;
+async function post(path, body) {
+  const r = await fetch(path, {
+    method: "POST", body: JSON.stringify(body || {}),
+    headers: {"Content-Type": "application/json", "X-CSRFToken": csrf},
+  });
+  const out = await r.json().catch(() => ({error: `HTTP ${r.status}`}));
+  if (!r.ok) { problem(out.error || `HTTP ${r.status}`); throw new Error(out.error); }
+  return out;
+}
+function problem(text) {
+  $("problem").textContent = text;
+  $("problem").hidden = !text;
+}
+const mins = (s) => (s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`);
+
+// -- the ring: browsers only play sound after a click on the page
+let audio = null;
+$("sound").addEventListener("click", () => {
+  audio = audio || new AudioContext();
+  audio.resume();
+  $("sound").textContent = "Ring is on";
+  $("sound").disabled = true;
+});
+let lastRing = 0;
+function ring() {
+  if (!audio || Date.now() - lastRing < 2500) return;
+  lastRing = Date.now();
+  for (const [at, f] of [[0, 880], [0.25, 660], [0.5, 880]]) {
+    const o = audio.createOscillator(), g = audio.createGain();
+    o.frequency.value = f;
+    g.gain.setValueAtTime(0.2, audio.currentTime + at);
+    g.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + at + 0.22);
+    o.connect(g).connect(audio.destination);
+    o.start(audio.currentTime + at);
+    o.stop(audio.currentTime + at + 0.24);
+  }
+}
+
+// -- the console state
+let mine = null;
+function render(s) {
+  const q = $("queue");
+  q.replaceChildren(...s.queue.map((c) => {
+    const li = document.createElement("li");
+    li.className = "ringing";
+    li.dataset.call = c.call;
+    li.innerHTML = `<b></b><span>waiting ${mins(c.waiting_s)}</span>`;
+    li.querySelector("b").textContent = c.dev;
+    const b = document.createElement("button");
+    b.textContent = "Answer";
+    b.disabled = !!s.mine;
+    b.addEventListener("click", () => post(`/counter/calls/${c.call}/answer`).then(poll, () => {}));
+    li.append(b);
+    return li;
+  }));
+  $("empty").hidden = s.queue.length > 0;
+  $("taken").textContent = s.taken.map((t) => `${t.dev}: talking with ${t.staff}`).join(" · ");
+  if (s.queue.length && !s.mine) ring();
+  document.title = s.queue.length ? `(${s.queue.length}) counter — mimamori` : "counter — mimamori";
+  showCall(s.mine);
+}
+
+function showCall(m) {
+  $("live").hidden = !m;
+  if (!m) { if (mine) stopCall(); return; }
+  if (!mine || mine.call !== m.call) { if (mine) stopCall(); startCall(m); }
+  mine.state = m.state;
+  $("live-dev").textContent = m.dev;
+  $("live-state").textContent = m.state === "connected" ? "connected" : "connecting…";
+  $("live-for").textContent = m.answered
+    ? `for ${mins(Math.round((Date.now() - Date.parse(m.answered)) / 1000))}` : "";
+  if (m.state === "connected" && !mine.voice) voice(mine);
+  renderStills(m);
+  if (m.problems.length) problem(m.problems[m.problems.length - 1]);
+}
+
+function startCall(m) {
+  problem("");
+  mine = {call: m.call, state: m.state, voice: null, stills: ""};
+  for (const name of ["face", "doc"]) view(mine, name);
+}
+function stopCall() {
+  const r = mine;
+  mine = null;
+  if (r.voice) { r.voice.pc.close(); r.voice.media && r.voice.media.getTracks().forEach((t) => t.stop()); }
+  for (const name of ["face", "doc"]) { const img = $(`view-${name}`); img.removeAttribute("src"); img.dataset.seq = "0"; }
+  $("stills").replaceChildren();
+  closeZoom();
+}
+
+// -- a live view: each fetch waits for the next frame; taking it lets the kiosk send another
+async function view(r, name) {
+  const img = $(`view-${name}`);
+  let seq = 0;
+  while (mine === r) {
+    let resp;
+    try {
+      resp = await fetch(`/counter/calls/${r.call}/view/${name}?after=${seq}`);
+    } catch (e) { await new Promise((ok) => setTimeout(ok, 1000)); continue; }
+    if (resp.status === 204) continue;
+    if (!resp.ok) { await new Promise((ok) => setTimeout(ok, 1000)); continue; }
+    const blob = await resp.blob();
+    if (mine !== r) break;
+    seq = Number(resp.headers.get("X-Seq"));
+    const old = img.src;
+    img.src = URL.createObjectURL(blob);
+    if (old) URL.revokeObjectURL(old);
+    img.dataset.seq = String(seq);
+    img.dataset.ts = resp.headers.get("X-Captured");
+    img.dataset.shown = new Date().toISOString();
+  }
+}
+setInterval(() => {  // how old the picture on screen is
+  for (const name of ["face", "doc"]) {
+    const img = $(`view-${name}`), age = $(`age-${name}`);
+    if (!img.dataset.ts || !mine) { age.textContent = ""; continue; }
+    const s = Math.max(0, (Date.now() - Date.parse(img.dataset.ts)) / 1000);
+    age.textContent = s < 2 ? "· live" : `· ${s.toFixed(0)} s old`;
+    age.className = s < 2 ? "" : "stale";
+  }
+}, 500);
+
+// -- voice: this page offers (camera + microphone), the kiosk's screen answers
+async function voice(r) {
+  const pc = new RTCPeerConnection({iceServers: []});
+  r.voice = {pc, media: null, after: 0};
+  try {
+    r.voice.media = await navigator.mediaDevices.getUserMedia({
+      audio: {echoCancellation: true, noiseSuppression: true, autoGainControl: true},
+      video: {width: 640, height: 360},
+    });
+    r.voice.media.getTracks().forEach((t) => pc.addTrack(t, r.voice.media));
+    $("me").srcObject = r.voice.media;
+  } catch (e) {
+    problem(`no microphone or camera here (${e.name}): the resident will not hear you`);
+    pc.addTransceiver("audio", {direction: "recvonly"});
+  }
+  pc.ontrack = (ev) => { $("them").srcObject = ev.streams[0]; };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((ok) => {
+    if (pc.iceGatheringState === "complete") return ok();
+    pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && ok());
+    setTimeout(ok, 3000);
+  });
+  if (mine !== r) return;
+  await post(`/counter/calls/${r.call}/offer`, {sdp: pc.localDescription.sdp});
+  while (mine === r && !pc.remoteDescription) {
+    let msgs = [];
+    try {
+      msgs = await (await fetch(`/counter/calls/${r.call}/signal?after=${r.voice.after}`)).json();
+    } catch (e) { await new Promise((ok) => setTimeout(ok, 1000)); continue; }
+    for (const m of Array.isArray(msgs) ? msgs : []) {
+      r.voice.after += 1;
+      if (m.type === "answer" && !pc.remoteDescription) await pc.setRemoteDescription(m);
+    }
+  }
+}
+$("mute").addEventListener("click", () => {
+  const media = mine && mine.voice && mine.voice.media;
+  if (!media) return;
+  const on = !media.getAudioTracks()[0].enabled;
+  media.getAudioTracks().forEach((t) => { t.enabled = on; });
+  $("mute").textContent = on ? "Mute my microphone" : "Unmute my microphone";
+  $("mute").classList.toggle("muted", !on);
+});
+window.voiceStats = async () => {
+  const v = mine && mine.voice;
+  if (!v) return {connected: false, audioBytes: 0};
+  let audioBytes = 0;
+  (await v.pc.getStats()).forEach((st) => {
+    if (st.type === "inbound-rtp" && st.kind === "audio") audioBytes += st.bytesReceived;
+  });
+  return {connected: v.pc.connectionState === "connected", audioBytes};
+};
+
+// -- end, capture, stills
+$("end").addEventListener("click", () => mine && post(`/counter/calls/${mine.call}/end`).then(poll, () => {}));
+$("capture").addEventListener("click", () => mine && post(`/counter/calls/${mine.call}/capture`).then(() => {
+  $("capture").textContent = "Capturing…";
+  setTimeout(() => { $("capture").textContent = "Capture the form"; }, 2000);
+}, () => {}));
+
+function renderStills(m) {
+  const key = JSON.stringify(m.stills.map((s) => s.still));
+  if (key === mine.stills) return;
+  mine.stills = key;
+  $("stills").replaceChildren(...m.stills.slice().reverse().map((s) => {
+    const f = document.createElement("figure");
+    f.dataset.still = s.still;
+    const img = document.createElement("img");
+    img.src = `/counter/calls/${m.call}/stills/${s.still}.jpg`;
+    const cap = document.createElement("figcaption");
+    cap.textContent = s.found ? `page, ${s.w}×${s.h}${s.dpi ? `, ${Math.round(s.dpi)} dpi` : ""}` : "no page found";
+    for (const w of s.warnings) {
+      const p = document.createElement("div");
+      p.className = "warn";
+      p.textContent = w;
+      cap.append(p);
+    }
+    f.append(img, cap);
+    f.addEventListener("click", () => openZoom(m.call, s, img.src));
+    return f;
+  }));
+}
+let zoomed = null;
+function openZoom(call, s, src) {
+  zoomed = {call, still: s.still};
+  $("zoom-img").src = src;
+  $("zoom-info").textContent = s.found ? `${s.w}×${s.h} px` : "no page found: whole frame";
+  $("save-reason").value = "";
+  $("zoom").hidden = false;
+}
+function closeZoom() { $("zoom").hidden = true; zoomed = null; }
+$("zoom-close").addEventListener("click", closeZoom);
+$("zoom-fit").addEventListener("click", () => $("zoom-img").parentElement.classList.remove("full"));
+$("zoom-full").addEventListener("click", () => $("zoom-img").parentElement.classList.add("full"));
+$("save").addEventListener("click", () => {
+  if (!zoomed) return;
+  post(`/counter/calls/${zoomed.call}/stills/${zoomed.still}/save`, {reason: $("save-reason").value})
+    .then(() => { problem(""); $("save").textContent = "Kept"; setTimeout(() => { $("save").textContent = "Keep this still"; }, 2000); }, () => {});
+});
+
+async function poll() {
+  try {
+    const r = await fetch("/counter/state.json");
+    if (r.ok) render(await r.json());
+  } catch (e) { /* the hub restarted: try again */ }
+}
+setInterval(poll, 1000);
+poll();
