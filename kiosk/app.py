@@ -125,7 +125,15 @@ class KioskApp:
 
     def _sender(self, name: str) -> Callable[[bytes, str], bool]:
         topic = contract.view(self.dev, name)
-        return lambda jpeg, meta: self.emit.live(topic, jpeg, qos=0, meta=meta)
+
+        def send(jpeg: bytes, meta: str) -> bool:
+            # the call's state changes before the views are told to stop: from that moment
+            # on not one more frame goes out, even one already taken and encoded
+            if self.machine.current.state != "connected":
+                return False
+            return self.emit.live(topic, jpeg, qos=0, meta=meta)
+
+        return send
 
     # -- the resident --------------------------------------------------------------------
 

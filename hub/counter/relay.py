@@ -237,6 +237,9 @@ class Relay:
             self._cv.notify_all()
         if s.call and s.state == "ringing":
             self.book.rang(s.call, dev, s.since)
+        elif s.call and s.state == "ended" and not ended:
+            # ended while this hub was away: close the record it may have left open
+            self._record_end(s.call, dev, s.reason or "link_lost")
         for live, reason in ended:
             self._finish(live, reason)
         self._requeue()
@@ -295,13 +298,16 @@ class Relay:
             live.stills.clear()
             live.state = "ended"
             self._cv.notify_all()
-        row = self.book.end(live.call, reason)
+        self._record_end(live.call, live.dev, reason)
+
+    def _record_end(self, call: str, dev: str, reason: str) -> None:
+        row = self.book.end(call, reason)
         if row and row.get("staff") and row.get("answered"):
             secs = (row["ended"] - row["answered"]).total_seconds()
             self._audit(
                 row["staff"],
                 "counter.call",
-                live.dev,
+                dev,
                 f"answered {contract.iso(row['answered'])}, {secs:.0f} s, ended: {reason}",
             )
 
