@@ -2,8 +2,8 @@
 # mimamori developer entry point.
 #   ./run.sh demo [ARGS]   local broker + hub + simulated devices; prints the URL to open
 #   ./run.sh test [ARGS]   lint, type checks and the whole test suite (ARGS go to pytest)
-# Both install what they need first: Debian packages (mosquitto; postgresql for the tests),
-# a virtualenv in .venv and the Python dependencies.
+# Both install what they need first: Debian packages (mosquitto; postgresql and chromium for
+# the tests), a virtualenv in .venv and the Python dependencies.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -60,7 +60,8 @@ case "$cmd" in
     test)
         apt_install mosquitto:/usr/sbin/mosquitto mosquitto-clients:mosquitto_pub \
             postgresql:/usr/lib/postgresql systemd:systemd-analyze mtools:mcopy \
-            dosfstools:/usr/sbin/mkfs.vfat fdisk:/usr/sbin/sfdisk cloud-init:cloud-init
+            dosfstools:/usr/sbin/mkfs.vfat fdisk:/usr/sbin/sfdisk cloud-init:cloud-init \
+            chromium:/usr/lib/chromium/chromium
         venv test
         say "ruff"
         .venv/bin/ruff check .

@@ -94,6 +94,8 @@ class Link:
         self._hub_online = threading.Event()
         self._stopping = threading.Event()
         self._wake = threading.Event()
+        #: set when the current connection is over (lost, refused or closed)
+        self._session_over = threading.Event()
         self._acks: deque[tuple[mqtt.Client, int, bool]] = deque()
         self._threads: list[threading.Thread] = []
         self._bdseq_file = Path(cfg.device.data_dir) / "bdseq"
@@ -124,6 +126,7 @@ class Link:
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout=2.0)
             client.disconnect()
+        self._session_over.set()
         for t in self._threads:
             t.join(timeout)
         self._threads.clear()
@@ -230,11 +233,19 @@ class Link:
         attempt = 0
         while not self._stopping.is_set():
             client = self._new_client()
+            self._session_over.clear()
             self._client = client
             started = time.monotonic()
             try:
                 client.connect(m.host, m.port, keepalive=m.keepalive_s, clean_start=True)
-                client.loop_forever(retry_first_connection=False)
+                # paho's own network thread does every read and write on the socket;
+                # publish() from other threads (the drain, the kiosk's views) only queues
+                # and wakes it. (Driving loop_forever here instead would let a publishing
+                # thread write to the TLS connection while this one reads from it.)
+                client.loop_start()
+                self._session_over.wait()
+                client.disconnect()
+                client.loop_stop()
             except (OSError, ssl.SSLError) as e:
                 log.warning("cannot reach broker %s:%d: %s", m.host, m.port, e)
             except Exception:
@@ -261,6 +272,7 @@ class Link:
     ) -> None:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
+            self._session_over.set()
             return
         self.stats.connects += 1
         client.publish(
@@ -307,6 +319,7 @@ class Link:
             self._hub_online.clear()
             self.stats.disconnects += 1
             self._wake.set()
+            self._session_over.set()
         log.info("disconnected: %s", reason)
 
     def _on_publish(

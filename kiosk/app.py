@@ -80,7 +80,9 @@ class KioskApp:
         )
         self.views = {
             "face": View("face", self._camera(cfg.face_source), self._sender("face"), **self._vk()),
-            "doc": View("doc", self._camera(cfg.doc_source), self._sender("doc"), **self._vk()),
+            "doc": View(
+                "doc", self._camera(cfg.doc_source, True), self._sender("doc"), **self._vk()
+            ),
         }
         self.notice: str | None = None
         self.stills = 0
@@ -119,9 +121,11 @@ class KioskApp:
     def _vk(self) -> dict[str, Any]:
         return {"fps": self.cfg.fps, "long_px": self.cfg.long_px}
 
-    def _camera(self, source: str) -> Callable[[], FrameSource]:
+    def _camera(self, source: str, full_res: bool = False) -> Callable[[], FrameSource]:
         # opened when a call connects and closed when it ends: no frame is taken otherwise
-        return lambda: open_source(source, loop=self.cfg.loop, fps=max(self.cfg.fps, 15))
+        return lambda: open_source(
+            source, loop=self.cfg.loop, fps=max(self.cfg.fps, 15), full_res=full_res
+        )
 
     def _sender(self, name: str) -> Callable[[bytes, str], bool]:
         topic = contract.view(self.dev, name)

@@ -165,6 +165,9 @@ class View:
         except CameraError as e:
             self.error = str(e)
             log.error("%s camera failed: %s", self.name, e)
+        except Exception as e:  # a bug ends this view, not the kiosk; staff see it stop
+            self.error = f"{self.name} view failed: {e!r}"
+            log.exception("%s view failed", self.name)
         finally:
             camera.close()
             self.camera = None

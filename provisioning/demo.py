@@ -29,6 +29,8 @@ DEMO_ADMIN = "admin"
 #: sample photographs shipped beside the repository (see its README for provenance)
 MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media"
 VTEST = MEDIA / "opencv" / "vtest.avi"
+#: the kiosk's two cameras in the demo: a face, and a sheet of paper photographed on a desk
+FACE, DESK = MEDIA / "opencv" / "messi5.jpg", MEDIA / "opencv" / "sudoku.png"
 DEMO_DEVICES = [
     ("field-01", "wildlife", "North paddy, Kamiyama"),
     ("bus-01", "ridership", "Route 3 bus, front door"),
@@ -51,6 +53,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--port", type=int, default=18830, help="broker port (default: %(default)s)")
     p.add_argument("--web-port", type=int, default=8080, help="hub web port (default: %(default)s)")
+    p.add_argument(
+        "--screen-port",
+        type=int,
+        default=8090,
+        help="the kiosk's resident screen (default: %(default)s)",
+    )
     p.add_argument(
         "--duration",
         type=float,
@@ -98,11 +106,32 @@ def demo_field(folder: Path) -> Path | None:
     return folder
 
 
-def provision(root: Path, port: int, web_port: int) -> Fleet:
+def demo_kiosk(screen_port: int) -> dict[str, object] | None:
+    """The counter kiosk on the sample pictures, open around the clock (it is a demo)."""
+    if not FACE.is_file() or not DESK.is_file():
+        return None
+    return {
+        "office": "下分室 Shimo branch",
+        "phone": "0120-000-000",
+        "face_source": str(FACE),
+        "doc_source": str(DESK),
+        "days": [0, 1, 2, 3, 4, 5, 6],
+        "opens": "00:00",
+        "closes": "24:00",
+        "screen_port": screen_port,
+    }
+
+
+def provision(root: Path, port: int, web_port: int, screen_port: int = 8090) -> Fleet:
     if (root / "fleet.toml").exists():
         fleet = Fleet.open(root)
         hub_web = tomllib.loads(fleet.hub_config.read_text())["web"]["port"]
-        if fleet.settings["broker"]["port"] == port and hub_web == web_port:
+        kiosk = tomllib.loads(fleet.device_config("kiosk-01").read_text()).get("kiosk", {})
+        if (
+            fleet.settings["broker"]["port"] == port
+            and hub_web == web_port
+            and kiosk.get("screen_port", screen_port) == screen_port
+        ):
             return fleet
         log.info("demo fleet in %s uses another port: making a new one", root)
         shutil.rmtree(root)
@@ -127,6 +156,8 @@ def provision(root: Path, port: int, web_port: int) -> Fleet:
             }
         elif role == "ridership" and VTEST.is_file():  # real people, a made-up route
             extra["ridership"] = demo_bus(fleet.root / "media" / name)
+        elif role == "kiosk" and (kiosk := demo_kiosk(screen_port)) is not None:
+            extra["kiosk"] = kiosk
         else:
             extra["sim"] = {"event_interval_s": 20}
         fleet.add_device(name, role, location=location, extra=extra)
@@ -155,7 +186,7 @@ def provision(root: Path, port: int, web_port: int) -> Fleet:
 
 
 def run(args: argparse.Namespace) -> int:
-    fleet = provision(args.dir, args.port, args.web_port)
+    fleet = provision(args.dir, args.port, args.web_port, args.screen_port)
     logs = fleet.root / "logs"
     logs.mkdir(exist_ok=True)
     try:
@@ -188,6 +219,9 @@ def run(args: argparse.Namespace) -> int:
         password = (fleet.root / "hub" / "demo-admin-password").read_text().strip()
         print(f"\nmimamori demo is running: open http://127.0.0.1:{web_port}/")
         print(f"  sign in as {DEMO_ADMIN} / {password}\n")
+        if "kiosk" in tomllib.loads(fleet.device_config("kiosk-01").read_text()):
+            print(f"  resident screen: http://127.0.0.1:{args.screen_port}/  (press the button,")
+            print("                   then answer on the hub's Counter page)")
         print(f"  fleet directory: {fleet.root}")
         print(f"  logs:            {logs}/")
         print("  devices:         " + ", ".join(n for n, _, _ in DEMO_DEVICES))

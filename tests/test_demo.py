@@ -28,6 +28,8 @@ def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
             str(free_port()),
             "--web-port",
             str(web),
+            "--screen-port",
+            str(screen := free_port()),
             "--duration",
             "40",
         ],
@@ -67,6 +69,9 @@ def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
         if VTEST.is_file():  # the bus counts real people at stops of its made-up route
             wait_until(lambda: "S01A" in stops_visited(), 40, "the first stop visit")
         assert user == "admin" and len(password) >= 12
+        if f"resident screen: http://127.0.0.1:{screen}/" in out:  # the kiosk's sample media
+            state = json.load(urllib.request.urlopen(f"http://127.0.0.1:{screen}/api/state"))
+            assert state["state"] == "idle" and state["phone"] == "0120-000-000"
     finally:
         proc.terminate()
         proc.wait(30)

@@ -42,16 +42,19 @@ def is_file_source(source: str) -> bool:
     return not (source.split(":")[0] == "picamera" or source.isdigit() or "://" in source)
 
 
-def open_source(source: str, *, loop: bool = False, fps: float = 0.0) -> FrameSource:
+def open_source(
+    source: str, *, loop: bool = False, fps: float = 0.0, full_res: bool = False
+) -> FrameSource:
     """'picamera' (or 'picamera:1' for the second camera port), a camera index ('0'), an
-    rtsp:// or http:// URL, or a file/folder path."""
+    rtsp:// or http:// URL, or a file/folder path. ``full_res``: a Pi camera keeps its
+    sensor at full resolution for ``still()`` and streams a downscaled copy."""
     if source.split(":")[0] == "picamera":
         from edge.camera.picam import PicameraSource
 
         _, _, index = source.partition(":")
         if index and not index.isdigit():
             raise CameraError(f"camera {source!r}: expected 'picamera' or 'picamera:N'")
-        return PicameraSource(camera=int(index or 0))
+        return PicameraSource(camera=int(index or 0), full_res=full_res)
     if not is_file_source(source):
         from edge.camera.opencv import OpenCvSource
 

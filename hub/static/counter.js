@@ -174,7 +174,9 @@ window.voiceStats = async () => {
   (await v.pc.getStats()).forEach((st) => {
     if (st.type === "inbound-rtp" && st.kind === "audio") audioBytes += st.bytesReceived;
   });
-  return {connected: v.pc.connectionState === "connected", audioBytes};
+  const pc = v.pc;
+  return {connected: pc.connectionState === "connected", audioBytes,
+          ice: pc.iceConnectionState, signaling: pc.signalingState};
 };
 
 // -- end, capture, stills

@@ -135,7 +135,9 @@ window.voiceStats = async () => {
   (await rtc.pc.getStats()).forEach((st) => {
     if (st.type === "inbound-rtp" && st.kind === "audio") audioBytes += st.bytesReceived;
   });
-  return {connected: rtc.pc.connectionState === "connected", audioBytes};
+  const pc = rtc.pc;
+  return {connected: pc.connectionState === "connected", audioBytes,
+          ice: pc.iceConnectionState, signaling: pc.signalingState};
 };
 
 $("call").addEventListener("click", () => post("/api/call").then(render));

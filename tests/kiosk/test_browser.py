@@ -93,27 +93,29 @@ def test_staff_answer_in_a_browser_see_both_views_talk_and_hang_up_and_nothing_l
             assert seq > first[n][0] and ts > first[n][1], (n, first[n], (seq, ts))
 
         # voice both ways through the hub's signalling (fake microphones on both sides)
-        wait_until(lambda: audio_in(console) > 0 and audio_in(screen) > 0, 20, "audio flowing")
+        try:
+            wait_until(lambda: audio_in(console) > 0 and audio_in(screen) > 0, 20, "audio")
+        except AssertionError:
+            stats = "async () => JSON.stringify(await window.voiceStats())"
+            raise AssertionError(
+                f"no audio: staff {console.evaluate(stats)}, kiosk {screen.evaluate(stats)}, "
+                f"staff problem {console.inner_text('#problem')!r} DEBUG kiosk signals "
+                f"{[m['type'] for m in kiosk.app._signals]}, relay signals "
+                f"{[[m['type'] for m in c.signals] for c in web_hub.relay.calls.values()]}, "
+                f"replies {[(r['name'], r['error']) for r in web_hub.store.replies(kiosk.dev)]}"
+                f" relay {dict(web_hub.relay.counters)}"
+            ) from None
 
         console.click("#end")
         try:
             screen.wait_for_selector("#camera", state="hidden", timeout=5000)
         except Exception:
-            import faulthandler
-            import sys
-
-            print(
-                "DEBUG",
-                kiosk.app.machine.current.state,
-                [
-                    (r["name"], r["ok"], r["error"], r["replied"])
-                    for r in web_hub.store.replies(kiosk.dev)
-                ],
-                console.evaluate("document.getElementById('problem').textContent"),
-                file=sys.stderr,
-            )
-            faulthandler.dump_traceback(sys.stderr)
-            raise
+            raise AssertionError(
+                f"DEBUG2 kiosk {kiosk.app.machine.current.state} problem "
+                f"{console.inner_text('#problem')!r} replies "
+                f"{[(r['name'], r['ok'], r['error'], str(r['sent'])[11:23], str(r['replied'])[11:23]) for r in web_hub.store.replies(kiosk.dev)]}"
+                f" now {time.strftime('%H:%M:%S')}"
+            ) from None
         console.wait_for_selector("#live", state="hidden", timeout=5000)
         # verify at the broker: once the kiosk has said "ended", no frame of either view is
         # taken; at most the one frame per view already on its way (QoS 0 frames may pass
