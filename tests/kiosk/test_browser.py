@@ -99,27 +99,13 @@ def test_staff_answer_in_a_browser_see_both_views_talk_and_hang_up_and_nothing_l
             stats = "async () => JSON.stringify(await window.voiceStats())"
             raise AssertionError(
                 f"no audio: staff {console.evaluate(stats)}, kiosk {screen.evaluate(stats)}, "
-                f"staff problem {console.inner_text('#problem')!r} DEBUG kiosk signals "
-                f"{[m['type'] for m in kiosk.app._signals]}, relay signals "
-                f"{[[m['type'] for m in c.signals] for c in web_hub.relay.calls.values()]}, "
-                f"replies {[(r['name'], r['error']) for r in web_hub.store.replies(kiosk.dev)]}"
-                f" relay {dict(web_hub.relay.counters)}"
+                f"staff page says {console.inner_text('#problem')!r}"
             ) from None
 
         console.click("#end")
-        try:
-            screen.wait_for_selector("#camera", state="hidden", timeout=5000)
-        except Exception:
-            raise AssertionError(
-                f"DEBUG2 kiosk {kiosk.app.machine.current.state} problem "
-                f"{console.inner_text('#problem')!r} replies "
-                f"{[(r['name'], r['ok'], r['error'], str(r['sent'])[11:23], str(r['replied'])[11:23]) for r in web_hub.store.replies(kiosk.dev)]}"
-                f" now {time.strftime('%H:%M:%S')}"
-            ) from None
+        screen.wait_for_selector("#camera", state="hidden", timeout=5000)
         console.wait_for_selector("#live", state="hidden", timeout=5000)
-        # verify at the broker: once the kiosk has said "ended", no frame of either view is
-        # taken; at most the one frame per view already on its way (QoS 0 frames may pass
-        # the QoS 1 state on the way) arrives after it
+        # verify at the broker: once the kiosk has said "ended", no frame of either view
         ended = wait_until(lambda: _ended_index(probe, kiosk.dev), 5, "ended state at broker")
         time.sleep(1.5)
         with probe._lock:
@@ -127,7 +113,7 @@ def test_staff_answer_in_a_browser_see_both_views_talk_and_hang_up_and_nothing_l
             frames = [_meta(m) for m in probe.messages if "/view/" in m.topic]
             after = [_meta(m) for m in probe.messages[ended:] if "/view/" in m.topic]
         assert len(frames) > 10, f"only {len(frames)} frames during the call"
-        assert len(after) <= 2, f"{len(after)} frames arrived after the call ended: {after}"
+        assert after == [], f"{len(after)} frames left the kiosk after the call ended"
         taken_after = [meta for meta in frames if meta.ts > state.since]
         assert taken_after == [], f"frames taken after the end: {taken_after}"
         actions = [e["action"] for e in Accounts(web_hub.store).audit_log()]
