@@ -61,6 +61,13 @@ class MqttSection(Section):
     host: str = Field("localhost", min_length=1, description="broker host name or address")
     port: int = Field(8883, ge=1, le=65535, description="broker port")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds")
+    connect_timeout_s: float = Field(
+        30.0,
+        ge=1,
+        le=300,
+        description="time allowed for TCP, TLS and CONNECT: a TLS handshake over a slow rural "
+        "link (800 ms each way, 64 kbit/s) takes 5-10 s",
+    )
     username: str | None = Field(None, description="MQTT user name; defaults to device.id")
     password_file: Path | None = Field(None, description="file holding this device's password")
     tls: TlsSection | None = Field(None, description="TLS settings; omit only on loopback")

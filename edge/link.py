@@ -214,6 +214,7 @@ class Link:
                 keyfile=str(m.tls.key_file) if m.tls.key_file else None,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
+        client.connect_timeout = m.connect_timeout_s
         client.max_inflight_messages_set(self.cfg.outbox.inflight)
         client.max_queued_messages_set(0)
         client.will_set(
