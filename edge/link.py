@@ -59,8 +59,10 @@ class LinkStats:
 
 
 def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter (AWS architecture blog's "full jitter")."""
-    return rng.uniform(lo, min(hi, lo * 2.0**attempt))
+    """Exponential backoff with jitter from the first retry: a random delay between ``lo``
+    and ``lo * 2**(attempt + 1)`` (capped at ``hi``), so a fleet that lost the broker at the
+    same moment does not come back in the same second."""
+    return rng.uniform(lo, min(hi, lo * 2.0 ** (attempt + 1)))
 
 
 class Link:
