@@ -89,8 +89,12 @@ class _Files:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             raise GtfsError(f"{name}: not UTF-8 ({e})") from None
-        reader = csv.DictReader(io.StringIO(text))
-        header = [h.strip() for h in reader.fieldnames or []]
+        # newline="" semantics: csv itself splits lines, so a stray CR inside a row is data
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        try:
+            header = [h.strip() for h in reader.fieldnames or []]
+        except csv.Error as e:
+            raise GtfsError(f"{name} line 1: {e}") from None
         missing = [c for c in required if c not in header]
         if missing:
             raise GtfsError(
@@ -98,8 +102,12 @@ class _Files:
                 f"{', '.join(missing)} (has: {', '.join(header) or 'nothing'})"
             )
         reader.fieldnames = header
-        for n, row in enumerate(reader, start=2):
-            yield n, {k: (v or "").strip() for k, v in row.items() if k is not None}
+        n = 1
+        try:
+            for n, row in enumerate(reader, start=2):
+                yield n, {k: (v or "").strip() for k, v in row.items() if k is not None}
+        except csv.Error as e:
+            raise GtfsError(f"{name} line {n + 1}: {e}") from None
 
 
 def load_feed(path: Path) -> Feed:
