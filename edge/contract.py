@@ -572,6 +572,10 @@ def decode(topic: str, raw: bytes) -> tuple[Topic, Payload]:
         obj = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ContractError(f"topic {topic!r}: payload is not UTF-8 JSON ({e})") from None
+    except RecursionError:
+        raise ContractError(
+            f"topic {topic!r}: payload is not UTF-8 JSON (nested too deeply)"
+        ) from None
     if not isinstance(obj, dict):
         raise ContractError(f"topic {topic!r}: payload must be a JSON object")
     schema = schema_for(t)
