@@ -36,9 +36,9 @@ def report(test: str, injected: str, **figures: Any) -> None:
 
 
 def device_config(
-    fleet: Fleet, name: str, *, port: int | None = None, **sections: Any
+    fleet: Fleet, name: str, role: str = "wildlife", *, port: int | None = None, **sections: Any
 ) -> DeviceConfig:
-    cfg = load_config(add_device(fleet, name, **sections))
+    cfg = load_config(add_device(fleet, name, role, **sections))
     if port is not None:
         cfg.mqtt.port = port
     return cfg
