@@ -35,6 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import contract
 from edge.config import DeviceConfig
+from edge.errors import OutboxError
 from edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -427,8 +428,14 @@ class Link:
                     self.stats.refused_by_broker += 1
                     log.error("broker refused event seq %d; dropped", seq)
             if acked:
-                self.outbox.ack(acked)
-                self.stats.acked += len(acked)
+                try:
+                    self.outbox.ack(acked)
+                    self.stats.acked += len(acked)
+                except OutboxError as e:
+                    # the rows stay queued: send them again (the hub drops the repeats)
+                    log.error("%s", e)
+                    sent_upto = 0
+                    self._stopping.wait(1.0)
             if client is None or not self._connected.is_set() or not self._hub_online.is_set():
                 continue
             room = self.cfg.outbox.inflight - len(inflight)

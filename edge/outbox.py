@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +27,21 @@ from edge.contract import Priority
 from edge.errors import OutboxError
 
 log = logging.getLogger(__name__)
+
+#: alarms kept in memory while the disk is full (lost only if the power goes too)
+MAX_HELD = 10_000
+#: below this much free space the outbox stops growing: it makes room by dropping its
+#: lowest-priority rows, and only alarms may use the rest (SQLite needs the reserve to
+#: delete sent rows and to checkpoint, so the drain keeps working on a full disk)
+MIN_FREE_BYTES = 1024 * 1024
+
+
+def _disk_full(e: sqlite3.Error) -> bool:
+    return "full" in str(e) or getattr(e, "sqlite_errorname", "") in (
+        "SQLITE_FULL",
+        "SQLITE_IOERR_WRITE",
+    )
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -69,16 +86,32 @@ class Row:
 class Outbox:
     """Thread-safe outbox on one SQLite file; one connection guarded by a lock."""
 
-    def __init__(self, path: Path | str, *, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        min_free_bytes: int = MIN_FREE_BYTES,
+    ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
+        self.min_free_bytes = min_free_bytes
         self._lock = threading.Lock()
+        self._held: deque[tuple[Any, ...]] = deque()
+        #: the data dir is full (one error logged when it fills, one line when space returns)
+        self.disk_full = False
+        #: events dropped because the disk was full (since start)
+        self.full_dropped = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
+            # a bounded WAL (about 1 MB, reset at each checkpoint) keeps the space the outbox
+            # needs predictable on a small SD card
+            self._db.execute("PRAGMA wal_autocheckpoint=256")
+            self._db.execute("PRAGMA journal_size_limit=1048576")
             self._db.executescript(_SCHEMA)
             self._bytes = int(
                 self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
@@ -100,7 +133,12 @@ class Outbox:
         prio: Priority = Priority.NORMAL,
         offline: bool = False,
     ) -> Row:
-        """Persist one event (durable when this returns) and enforce the size cap."""
+        """Persist one event (durable when this returns) and enforce the size cap.
+
+        On a full disk it makes room by dropping older rows of lower priority; if that is
+        not enough, an alarm is held in memory until space returns and anything else is
+        dropped and counted (``seq`` 0 in the returned row). The app never sees an error.
+        """
         contract.event("x", kind)  # validates the kind's shape
         schema = contract.EVENT_DATA.get(kind)
         if schema is None:
@@ -110,20 +148,114 @@ class Outbox:
         event_id = uuid.uuid4().hex
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
         size = len(text) + 128
+        values = (event_id, kind, int(prio), contract.iso(created), int(offline), text, size)
         with self._lock:
-            try:
-                cur = self._db.execute(
-                    "INSERT INTO outbox (id, kind, prio, created, offline, data, size) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (event_id, kind, int(prio), contract.iso(created), int(offline), text, size),
-                )
-            except sqlite3.Error as e:
-                raise OutboxError(f"outbox {self.path}: cannot store {kind} event ({e})") from e
-            self._bytes += size
-            seq = int(cur.lastrowid or 0)
+            free = self._free()
+            if free < self.min_free_bytes or (self.disk_full and free < 4 * self.min_free_bytes):
+                if not self._low_space(prio):
+                    self.full_dropped += 1  # no room left for this priority
+                    return Row(0, event_id, kind, prio, created, offline, data)
+            elif self.disk_full:  # four times the reserve free again: back to normal
+                self.disk_full = False
+                self._db.execute("PRAGMA wal_autocheckpoint=256")
+                log.warning("outbox %s: disk space is back; storing events again", self.path)
+            self._flush_held()
+            seq = self._insert(values)
+            if seq is None:
+                if prio >= Priority.ALARM and len(self._held) < MAX_HELD:
+                    self._held.append(values)
+                else:
+                    self.full_dropped += 1
+                return Row(0, event_id, kind, prio, created, offline, data)
             if self._bytes > self.max_bytes:
                 self._enforce_cap()
         return Row(seq, event_id, kind, prio, created, offline, data)
+
+    def _insert(self, values: tuple[Any, ...]) -> int | None:
+        """Insert a row (lock held); on a full disk drop lower-priority rows to make room.
+        None: no room even so."""
+        prio = values[2]
+        for lower in [None, *[p for p in (Priority.LOW, Priority.NORMAL) if p < prio]]:
+            try:
+                if lower is not None:
+                    self._drop_oldest(lower, 256)
+                cur = self._db.execute(
+                    "INSERT INTO outbox (id, kind, prio, created, offline, data, size) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+            except sqlite3.Error as e:
+                if not _disk_full(e):
+                    raise OutboxError(
+                        f"outbox {self.path}: cannot store {values[1]} event ({e})"
+                    ) from e
+                if not self.disk_full:
+                    self.disk_full = True
+                    log.error(
+                        "outbox %s: the disk is full; dropping low-priority events to make "
+                        "room, holding alarms in memory until space returns",
+                        self.path,
+                    )
+                continue
+            self._bytes += values[6]
+            return int(cur.lastrowid or 0)
+        return None
+
+    def _free(self) -> int:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return self.min_free_bytes
+        return st.f_bavail * st.f_frsize
+
+    def _low_space(self, prio: Priority) -> bool:
+        """The disk is nearly full (lock held). Checkpoint often so the WAL stays small,
+        reuse the space of dropped rows, and make that space by dropping the oldest rows of
+        lower priority than ``prio``. True if ``prio`` may be stored."""
+        if not self.disk_full:
+            self.disk_full = True
+            self._db.execute("PRAGMA wal_autocheckpoint=16")
+            log.error(
+                "outbox %s: the disk is full (under %d kB free); dropping low-priority events "
+                "first, keeping alarms",
+                self.path,
+                self.min_free_bytes // 1024,
+            )
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if self._spare_pages() < 8:
+                for lower in (p for p in (Priority.LOW, Priority.NORMAL) if p < prio):
+                    if self._drop_oldest(lower, 64):
+                        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                        break
+        except sqlite3.Error as e:
+            log.debug("making room failed: %s", e)
+        return prio >= Priority.ALARM or self._spare_pages() >= 4
+
+    def _spare_pages(self) -> int:
+        """Pages inside the database file that new rows can reuse without growing it."""
+        return int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def _drop_oldest(self, prio: Priority, n: int) -> int:
+        rows = self._db.execute(
+            "SELECT seq, size FROM outbox WHERE prio = ? ORDER BY seq LIMIT ?", (int(prio), n)
+        ).fetchall()
+        if rows:
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(r[0],) for r in rows])
+            self._bytes -= sum(r[1] for r in rows)
+            self.full_dropped += len(rows)
+        return len(rows)
+
+    def _flush_held(self) -> None:
+        while self._held:
+            if self._insert(self._held[0]) is None:
+                return
+            self._held.popleft()
+
+    @property
+    def held(self) -> int:
+        """Alarms waiting in memory for disk space."""
+        return len(self._held)
 
     def _enforce_cap(self) -> None:
         """Drop the oldest rows of the lowest priority until under the cap (lock held)."""
@@ -177,19 +309,29 @@ class Outbox:
         return int(row[0] or 0)
 
     def ack(self, seqs: Iterable[int]) -> None:
-        """Delete acknowledged rows in one transaction."""
+        """Delete acknowledged rows in one transaction (OutboxError if the disk refuses:
+        the rows stay and are sent again; the hub drops the repeats)."""
         batch = [(s,) for s in seqs]
         if not batch:
             return
         with self._lock:
-            self._db.execute("BEGIN")
-            freed = self._db.execute(
-                f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq IN ({','.join('?' * len(batch))})",
-                [s for (s,) in batch],
-            ).fetchone()[0]
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", batch)
-            self._db.execute("COMMIT")
-            self._bytes -= int(freed)
+            try:
+                self._delete_acked(batch)
+            except sqlite3.Error as e:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise OutboxError(f"outbox {self.path}: cannot remove sent events ({e})") from e
+
+    def _delete_acked(self, batch: list[tuple[int]]) -> None:
+        self._db.execute("BEGIN")
+        marks = ",".join("?" * len(batch))
+        freed = self._db.execute(
+            f"SELECT COALESCE(SUM(size), 0) FROM outbox WHERE seq IN ({marks})",
+            [s for (s,) in batch],
+        ).fetchone()[0]
+        self._db.executemany("DELETE FROM outbox WHERE seq = ?", batch)
+        self._db.execute("COMMIT")
+        self._bytes -= int(freed)
 
     # -- figures -------------------------------------------------------------------------
 
@@ -198,9 +340,10 @@ class Outbox:
             return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def dropped(self) -> int:
+        """Events dropped under the size cap (ever) and for a full disk (since start)."""
         with self._lock:
             row = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
-        return int(row[0]) if row else 0
+        return (int(row[0]) if row else 0) + self.full_dropped
 
     @property
     def bytes(self) -> int:

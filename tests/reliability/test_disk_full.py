@@ -1,0 +1,98 @@
+"""Disk full on the device's data dir (a 16 MB tmpfs in a mount namespace of the test's own)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from hub.cli import Hub
+from provisioning.fleet import Fleet
+from provisioning.mosquitto import MosquittoProcess
+from tests.conftest import ROOT, add_device
+from tests.mqtt_probe import wait_until
+from tests.reliability.conftest import report
+
+
+def test_a_full_disk_drops_low_priority_first_keeps_alarms_and_recovers(
+    fleet: Fleet, broker: MosquittoProcess, hub: Hub
+) -> None:
+    if shutil.which("unshare") is None:
+        pytest.fail("needs unshare (util-linux) for a private tmpfs")
+    cfg = add_device(fleet, "field-01")
+    data = fleet.root / "devices" / "field-01" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    broker.kill()  # offline, so everything recorded stays on the device's small disk
+    script = 'mount -t tmpfs -o size=16m tmpfs "$0" && exec "$@"'
+    proc = subprocess.Popen(
+        [
+            "unshare",
+            "-rm",
+            "sh",
+            "-c",
+            script,
+            str(data),
+            sys.executable,
+            "-m",
+            "tests.reliability.disk_device",
+            str(cfg),
+            "600",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        line = proc.stdout.readline()
+        assert line, "the device process died"
+        full = json.loads(line)
+        proc.stdin.write("space\n")
+        proc.stdin.flush()
+        space = json.loads(proc.stdout.readline())
+        broker.start()
+        proc.stdin.write("drain\n")
+        proc.stdin.flush()
+        drained = json.loads(proc.stdout.readline())
+        proc.wait(30)
+    finally:
+        proc.kill()
+    print(full, space, drained)
+    assert full["alive"] and space["alive"] and drained["alive"], "the service died"
+    assert full["disk_full"], "the disk never filled"
+    disk_errors = [e for e in full["errors"] if "disk is full" in e]
+    assert len(disk_errors) == 1, f"expected one clear error, got {full['errors'][:5]}"
+    assert not space["disk_full"] and space["held"] == 0, "did not recover when space returned"
+    assert space["stored"] == {"LOW": 360 - 60, "NORMAL": 60 - 1, "ALARM": 1}
+    assert drained["drained"]
+    events = hub.store.events("field-01", limit=100_000)
+    wait_until(lambda: len(hub.store.events("field-01", limit=100_000)) >= len(events), 5, "")
+
+    def kept(day: str, prio: str) -> int:
+        return sum(
+            e["data"]["message"].startswith(day) and e["data"]["message"].endswith(prio)
+            for e in events
+        )
+
+    assert kept("a", "ALARM") == kept("b", "ALARM") == 24, "an alarm was lost to the full disk"
+    assert kept("space", "ALARM") == 1
+    assert full["stored"]["NORMAL"] > 0, "new normal events should displace old low ones"
+    # the lowest priority went first: a smaller share of low rows survived than of normal ones
+    low_kept = (kept("a", "LOW") + kept("b", "LOW")) / (2 * 24 * 300)
+    normal_kept = (kept("a", "NORMAL") + kept("b", "NORMAL")) / (2 * 24 * 59)
+    assert low_kept < normal_kept, (low_kept, normal_kept)
+    report(
+        "disk full",
+        "device data dir on a 16 MB tmpfs filled to 600 kB free while offline, after a day recorded",
+        sent=2 * 24 * 360 + 360,
+        stored=len(events),
+        lost=0,
+        kept_alarms=kept("a", "ALARM") + kept("b", "ALARM") + kept("space", "ALARM"),
+        kept_low_pct=round(low_kept * 100, 1),
+        kept_normal_pct=round(normal_kept * 100, 1),
+        errors_logged=len(disk_errors),
+    )
