@@ -9,6 +9,7 @@ loses nothing; the hub shows a late one as late.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import uuid
@@ -136,8 +137,15 @@ class WildlifeApp:
         log: SnapshotLog | None = None,
         camera: str = "cam0",
         location: str = "",
+        reopen: Callable[[], FrameSource] | None = None,
     ) -> None:
         self.camera, self.location = camera, location
+        #: opens the camera again when it fails (a live camera); None: a recording, whose
+        #: end is the end
+        self.reopen = reopen
+        self._lost_since: float | None = None
+        self._retry_at = 0.0
+        self._attempt = 0
         self.ignore = ignore or []
         self.log = log
         self.source, self.model, self.emit = source, model, emit
@@ -155,17 +163,53 @@ class WildlifeApp:
             return
         if self.pir is not None and not self.pir.awake and self.tracker.current is None:
             return  # asleep until the PIR sees something: camera and model stay idle
+        if self._lost_since is not None and not self._reopen_camera(now):
+            return
         try:
             frame = self.source.read()
         except CameraError as e:
-            log.error("%s", e)
-            self.exhausted = True
+            self._camera_lost(now, str(e))
             return
         if frame is None:
-            self.exhausted = True
+            self._camera_lost(now, "the camera stopped delivering frames")
             return
         self.frames += 1
         self.process(frame)
+
+    def _camera_lost(self, now: float, why: str) -> None:
+        if self.reopen is None:
+            log.info("camera: %s; the recording is over", why)
+            self.exhausted = True
+            return
+        log.error("camera lost (%s); reopening it, with backoff", why)
+        self.emit(
+            "device.notice",
+            {"level": "error", "message": f"camera lost: {why}"[:500]},
+            Priority.NORMAL,
+        )
+        with contextlib.suppress(Exception):
+            self.source.close()
+        self._lost_since, self._attempt, self._retry_at = now, 0, now + 1.0
+
+    def _reopen_camera(self, now: float) -> bool:
+        if now < self._retry_at or self.reopen is None or self._lost_since is None:
+            return False
+        try:
+            self.source = self.reopen()
+        except (CameraError, OSError) as e:
+            self._attempt += 1
+            self._retry_at = now + min(30.0, 2.0**self._attempt)
+            log.debug("camera still missing: %s", e)
+            return False
+        away = now - self._lost_since
+        self._lost_since = None
+        log.warning("camera back after %.0f s", away)
+        self.emit(
+            "device.notice",
+            {"level": "info", "message": f"camera back after {away:.0f} s"},
+            Priority.NORMAL,
+        )
+        return True
 
     def masked(self, image: np.ndarray) -> np.ndarray:
         """The frame with the ignored zones painted flat grey."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge.camera import open_source
+from edge.camera import FrameSource, is_file_source, open_source
 from edge.config import WildlifeSection
 from edge.vision.manifest import DEFAULT_MODEL, load_manifest
 from edge.vision.onnx import OnnxModel
@@ -29,8 +29,12 @@ def build_wildlife(
         quiet_s=cfg.quiet_s,
         cooldown_s=cfg.cooldown_s,
     )
+
+    def camera() -> FrameSource:
+        return open_source(cfg.source, loop=cfg.loop, fps=cfg.fps)
+
     return WildlifeApp(
-        open_source(cfg.source, loop=cfg.loop, fps=cfg.fps),
+        camera(),
         OnnxModel(manifest, threads=1),
         emit,
         rules=rules,
@@ -42,4 +46,5 @@ def build_wildlife(
         pir=Pir(cfg.pir_pin, cfg.pir_wake_s, pin_factory=pin_factory)
         if cfg.pir_pin is not None
         else None,
+        reopen=None if is_file_source(cfg.source) else camera,
     )
