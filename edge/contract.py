@@ -386,6 +386,13 @@ class EventPayload(Payload):
     prio: Priority = Priority.NORMAL
     hist: bool = Field(False, description="true when replayed from the outbox, not sent live")
     created: datetime = Field(description="when the device recorded the event")
+    age_s: float | None = Field(
+        None,
+        ge=0,
+        description="seconds from recording to sending, by the device's own clock (so a "
+        "clock that is hours off, as on a Pi without a real-time clock, does not make an "
+        "event look late)",
+    )
     data: dict[str, Any]
 
     def checked_data(self) -> BaseModel:

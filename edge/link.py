@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,19 @@ def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> flo
     and ``lo * 2**(attempt + 1)`` (capped at ``hi``), so a fleet that lost the broker at the
     same moment does not come back in the same second."""
     return rng.uniform(lo, min(hi, lo * 2.0 ** (attempt + 1)))
+
+
+def tls_problem(e: ssl.SSLCertVerificationError, now: datetime) -> str:
+    """Say why the broker's certificate was refused; a wrong clock is the usual cause on a
+    Pi (no real-time clock), so name it with the time this device believes it is."""
+    why = e.verify_message or str(e)
+    if "not yet valid" in why or "expired" in why:
+        return (
+            f"the broker's certificate is {why} by this device's clock ({contract.iso(now)}); "
+            "a Pi has no real-time clock: check that NTP (systemd-timesyncd) or fake-hwclock "
+            "has set the time (certificates are issued two days back to allow for a slow clock)"
+        )
+    return f"the broker's certificate does not verify: {why}"
 
 
 class Link:
@@ -250,6 +264,8 @@ class Link:
                 self._session_over.wait()
                 client.disconnect()
                 client.loop_stop()
+            except ssl.SSLCertVerificationError as e:
+                log.error("broker %s:%d: %s", m.host, m.port, tls_problem(e, contract.utcnow()))
             except (OSError, ssl.SSLError) as e:
                 log.warning("cannot reach broker %s:%d: %s", m.host, m.port, e)
             except Exception:
@@ -443,7 +459,9 @@ class Link:
                 continue
             rows = self.outbox.pending(room, after=sent_upto)
             for row in rows:
-                payload = row.payload(resent=row.seq <= self._resend_upto)
+                payload = row.payload(
+                    resent=row.seq <= self._resend_upto, age_s=self.outbox.age_s(row)
+                )
                 info = client.publish(contract.event(self.dev, row.kind), payload.dumps(), qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
                     break  # connection lost mid-batch; the rest waits for the next session

@@ -14,9 +14,10 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 import uuid
-from collections import deque
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: alarms kept in memory while the disk is full (lost only if the power goes too)
 MAX_HELD = 10_000
+#: rows whose recording time is remembered on the monotonic clock (older ones: wall clock)
+MAX_AGES = 20_000
 #: below this much free space the outbox stops growing: it makes room by dropping its
 #: lowest-priority rows, and only alarms may use the rest (SQLite needs the reserve to
 #: delete sent rows and to checkpoint, so the drain keeps working on a full disk)
@@ -69,9 +72,10 @@ class Row:
     offline: bool
     data: dict[str, Any]
 
-    def payload(self, *, resent: bool = False) -> contract.EventPayload:
+    def payload(self, *, resent: bool = False, age_s: float | None = None) -> contract.EventPayload:
         """The wire payload; ``hist`` marks an event recorded while the link was down or
-        sent again after an unacknowledged attempt, i.e. not delivered as it happened."""
+        sent again after an unacknowledged attempt, i.e. not delivered as it happened;
+        ``age_s``: how long it waited on the device (``Outbox.age_s``)."""
         return contract.EventPayload(
             id=self.id,
             seq=self.seq,
@@ -79,6 +83,7 @@ class Row:
             prio=self.prio,
             hist=self.offline or resent,
             created=self.created,
+            age_s=None if age_s is None else round(max(0.0, age_s), 3),
             data=self.data,
         )
 
@@ -92,8 +97,13 @@ class Outbox:
         *,
         max_bytes: int = 64 * 1024 * 1024,
         min_free_bytes: int = MIN_FREE_BYTES,
+        wall: Callable[[], datetime] = contract.utcnow,
     ) -> None:
         self.path = Path(path)
+        #: the device's wall clock (a seam: a Pi has no real-time clock, tests make it jump)
+        self.wall = wall
+        #: monotonic time each recent row was recorded in this run, for ``age_s``
+        self._recorded: OrderedDict[int, float] = OrderedDict()
         self.max_bytes = max_bytes
         self.min_free_bytes = min_free_bytes
         self._lock = threading.Lock()
@@ -144,7 +154,7 @@ class Outbox:
         if schema is None:
             raise contract.ContractError(f"event kind {kind!r} is not in the contract")
         schema.model_validate(data)
-        created = contract.utcnow()
+        created = self.wall()
         event_id = uuid.uuid4().hex
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
         size = len(text) + 128
@@ -167,9 +177,20 @@ class Outbox:
                 else:
                     self.full_dropped += 1
                 return Row(0, event_id, kind, prio, created, offline, data)
+            self._recorded[seq] = time.monotonic()
+            if len(self._recorded) > MAX_AGES:
+                self._recorded.popitem(last=False)
             if self._bytes > self.max_bytes:
                 self._enforce_cap()
         return Row(seq, event_id, kind, prio, created, offline, data)
+
+    def age_s(self, row: Row) -> float:
+        """How long ``row`` has waited: by the monotonic clock when it was recorded in this
+        run (immune to the wall clock being set meanwhile), else by the wall clock."""
+        at = self._recorded.get(row.seq)
+        if at is not None:
+            return time.monotonic() - at
+        return (self.wall() - row.created).total_seconds()
 
     def _insert(self, values: tuple[Any, ...]) -> int | None:
         """Insert a row (lock held); on a full disk drop lower-priority rows to make room.

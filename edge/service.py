@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -118,6 +119,7 @@ class Service:
         *,
         app_factory: AppFactory = default_app,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = contract.utcnow,
         notifier: Notifier | None = None,
         watchdog_s: float | None = None,
     ) -> None:
@@ -130,7 +132,9 @@ class Service:
         self.data_dir = Path(cfg.device.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._twin_file = self.data_dir / "twin.json"
-        self.outbox = Outbox(self.data_dir / "outbox.sqlite", max_bytes=_mb(cfg.outbox.max_mb))
+        self.outbox = Outbox(
+            self.data_dir / "outbox.sqlite", max_bytes=_mb(cfg.outbox.max_mb), wall=wall
+        )
         self.link = Link(
             cfg,
             self.outbox,

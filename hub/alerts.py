@@ -199,7 +199,9 @@ class Alerts:
     def _sighting(
         self, dev: str, data: contract.IncursionData, p: contract.EventPayload, received: datetime
     ) -> None:
-        late = (received - p.created) > LATE_AFTER or p.hist
+        # judged by the device's own clock when it says (its clock may be hours off)
+        waited = timedelta(seconds=p.age_s) if p.age_s is not None else received - p.created
+        late = waited > LATE_AFTER or p.hist
         with self.engine.begin() as conn:
             seen = conn.execute(
                 sa.select(sightings.c.troop).where(

@@ -45,8 +45,10 @@ def device_config(
 
 
 class RunningService:
-    def __init__(self, cfg: DeviceConfig) -> None:
-        self.service = Service(cfg)
+    """A device service running on a thread (in this process, so tests can look inside)."""
+
+    def __init__(self, cfg: DeviceConfig | Service) -> None:
+        self.service = cfg if isinstance(cfg, Service) else Service(cfg)
         self.thread = threading.Thread(target=self.service.run, daemon=True)
         self.thread.start()
 
