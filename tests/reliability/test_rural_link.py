@@ -40,7 +40,7 @@ def test_events_cross_a_bad_rural_link_exactly_once_and_in_order(
             svc.emit("device.notice", {"level": "info", "message": f"e{i}"}, Priority.NORMAL).id
             for i in range(n)
         ]
-        wait_until(lambda: hub.store.count_events() >= n, 240, f"{n} events stored")
+        wait_until(lambda: hub.store.count_events() >= n, scale(240, 600), f"{n} events stored")
         drained = time.monotonic() - start
         stored = stored_events(hub.store, "field-01")
         assert len(stored) == n, "exactly once"
