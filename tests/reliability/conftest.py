@@ -29,7 +29,6 @@ def scale(ci: int, soak: int) -> int:
 def report(test: str, injected: str, **figures: Any) -> None:
     """One row of the reliability table (bench/reliability_report.py prints them)."""
     REPORT.parent.mkdir(parents=True, exist_ok=True)
-    figures.setdefault("peak_rss_mb", round(rss_mb(), 1))  # this test process: hub + devices
     row = {"test": test, "injected": injected, "soak": SOAK, **figures}
     with REPORT.open("a") as f:
         f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -19,6 +19,7 @@ from pathlib import Path
 from edge.config import load_config
 from edge.contract import Priority
 from edge.service import Service
+from tests.reliability.conftest import rss_mb
 
 
 class Errors(logging.Handler):
@@ -99,7 +100,10 @@ def main() -> int:
     t0 = time.monotonic()
     while out.depth() and time.monotonic() - t0 < 120:
         time.sleep(0.2)
-    print(json.dumps({"drained": out.depth() == 0, "alive": runner.is_alive()}), flush=True)
+    print(
+        json.dumps({"drained": out.depth() == 0, "alive": runner.is_alive(), "rss_mb": rss_mb()}),
+        flush=True,
+    )
     svc.stop()
     runner.join(10)
     return 0

@@ -95,4 +95,5 @@ def test_a_full_disk_drops_low_priority_first_keeps_alarms_and_recovers(
         kept_low_pct=round(low_kept * 100, 1),
         kept_normal_pct=round(normal_kept * 100, 1),
         errors_logged=len(disk_errors),
+        peak_rss_mb=round(drained["rss_mb"], 1),
     )

@@ -13,7 +13,7 @@ from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device, sqlite_integrity_ok, stored_events
 from tests.edge.test_device_process import DeviceProcess
 from tests.mqtt_probe import wait_until
-from tests.reliability.conftest import report, scale
+from tests.reliability.conftest import report, rss_mb, scale
 
 
 def online(hub: Hub, dev: str) -> bool:
@@ -30,6 +30,7 @@ def test_power_cuts_keep_the_outbox_sound_and_lose_no_recorded_event(
     outbox = Path(fleet.root / "devices" / "field-01" / "data" / "outbox.sqlite")
     proc = DeviceProcess(cfg)
     to_online: list[float] = []
+    peak = 0.0
     try:
         for _ in range(cuts):
             started = time.monotonic()
@@ -37,6 +38,8 @@ def test_power_cuts_keep_the_outbox_sound_and_lose_no_recorded_event(
             wait_until(lambda: online(hub, "field-01"), 15, "device online after a power cut")
             to_online.append(time.monotonic() - started)
             time.sleep(rng.uniform(0.05, 1.5))  # recording at 10 events/s and draining
+            assert proc.proc is not None
+            peak = max(peak, rss_mb(proc.proc.pid))
             proc.kill()  # SIGKILL: no clean shutdown, as when the power goes
             assert sqlite_integrity_ok(outbox), "outbox damaged by a power cut"
             wait_until(lambda: not online(hub, "field-01"), 10, "offline after the cut")
@@ -72,4 +75,5 @@ def test_power_cuts_keep_the_outbox_sound_and_lose_no_recorded_event(
         integrity_checks_passed=cuts,
         restart_to_online_p50_s=round(statistics.median(to_online), 2),
         worst_latency_s=round(max(to_online), 2),
+        peak_rss_mb=round(peak, 1),
     )
