@@ -193,34 +193,28 @@ class Outbox:
         return (self.wall() - row.created).total_seconds()
 
     def _insert(self, values: tuple[Any, ...]) -> int | None:
-        """Insert a row (lock held); on a full disk drop lower-priority rows to make room.
-        None: no room even so."""
-        prio = values[2]
-        for lower in [None, *[p for p in (Priority.LOW, Priority.NORMAL) if p < prio]]:
-            try:
-                if lower is not None:
-                    self._drop_oldest(lower, 256)
-                cur = self._db.execute(
-                    "INSERT INTO outbox (id, kind, prio, created, offline, data, size) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    values,
+        """Insert a row (lock held); None when the disk refused it (``_low_space`` keeps a
+        reserve, so this is the rare case of the disk filling faster than we look)."""
+        try:
+            cur = self._db.execute(
+                "INSERT INTO outbox (id, kind, prio, created, offline, data, size) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+        except sqlite3.Error as e:
+            if not _disk_full(e):
+                raise OutboxError(
+                    f"outbox {self.path}: cannot store {values[1]} event ({e})"
+                ) from e
+            if not self.disk_full:
+                self.disk_full = True
+                log.error(
+                    "outbox %s: the disk is full; holding alarms in memory until space returns",
+                    self.path,
                 )
-            except sqlite3.Error as e:
-                if not _disk_full(e):
-                    raise OutboxError(
-                        f"outbox {self.path}: cannot store {values[1]} event ({e})"
-                    ) from e
-                if not self.disk_full:
-                    self.disk_full = True
-                    log.error(
-                        "outbox %s: the disk is full; dropping low-priority events to make "
-                        "room, holding alarms in memory until space returns",
-                        self.path,
-                    )
-                continue
-            self._bytes += values[6]
-            return int(cur.lastrowid or 0)
-        return None
+            return None
+        self._bytes += values[6]
+        return int(cur.lastrowid or 0)
 
     def _free(self) -> int:
         try:

@@ -33,6 +33,7 @@ from hub.alerts import Alerts
 from hub.auth import Accounts, Throttle
 from hub.config import LOCAL
 from hub.counter.relay import Relay
+from hub.counter.web import register as register_counter
 from hub.ingest import Ingest
 from hub.ridership.web import register as register_ridership
 from hub.store import Store
@@ -307,8 +308,6 @@ def create_app(
 
     register_ridership(app, store, require, audit)
     if relay is not None:
-        from hub.counter.web import register as register_counter
-
         register_counter(app, relay, relay.book, require, audit)
 
     @app.get("/api/devices")

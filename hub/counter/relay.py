@@ -336,15 +336,12 @@ class Relay:
         for live, reason in gone:
             log.warning("call %s at %s: ending (%s)", live.call, live.dev, reason)
             if reason == "staff_ended":
-                self._command(live.dev, "call-end", {"call": live.call})
+                self._send_command(live.dev, "call-end", {"call": live.call})
             self._finish(live, reason)
         if gone:
             self._requeue()
 
     # -- to the kiosks -------------------------------------------------------------------
-
-    def _command(self, dev: str, name: str, args: dict[str, Any]) -> str:
-        return self._send_command(dev, name, args)
 
     def _live_command(self, dev: str, name: str, args: dict[str, Any], qos: int = 0) -> None:
         """A fire-and-forget command (no reply, not logged): acks, queue places, signalling."""
@@ -391,13 +388,13 @@ class Relay:
             raise CounterError(f"already taken by {row.get('staff') or 'someone else'}")
         with self._cv:
             live.staff, live.polled = staff, self._clock()
-        self._command(live.dev, "call-answer", {"call": call, "staff": staff})
+        self._send_command(live.dev, "call-answer", {"call": call, "staff": staff})
         return live
 
     def end(self, call: str, staff: str) -> None:
         with self._cv:
             live = self._mine(call, staff)
-        self._command(live.dev, "call-end", {"call": call})
+        self._send_command(live.dev, "call-end", {"call": call})
         self._finish(live, "staff_ended")
         self._requeue()
 
@@ -406,7 +403,7 @@ class Relay:
             live = self._mine(call, staff)
             if live.state != "connected":
                 raise CounterError("the kiosk has not connected the call yet")
-        corr = self._command(live.dev, "still-capture", {"call": call})
+        corr = self._send_command(live.dev, "still-capture", {"call": call})
         with self._cv:
             live.capture_corr.add(corr)
 

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import cv2
+import numpy as np
 from gpiozero.pins.mock import MockFactory
 
 from hub.auth import Accounts
 from hub.cli import Hub
 from hub.counter.relay import CounterError
 from kiosk.document import rectify
-from tests.kiosk.conftest import BUTTON, DESK, LIGHT, Kiosk, idle_at_hub, ringing_call
+from provisioning.fleet import Fleet
+from tests.kiosk.conftest import (
+    BUTTON,
+    DESK,
+    LIGHT,
+    Kiosk,
+    idle_at_hub,
+    ringing_call,
+    start_kiosk,
+)
 from tests.mqtt_probe import wait_until
 
 
@@ -79,11 +90,9 @@ def test_button_rings_at_the_hub_within_a_second_light_follows_long_press_cancel
 
 
 def test_first_answer_wins_and_a_queue_forms_when_two_kiosks_ring(
-    web_hub: Hub, kiosk: Kiosk, fleet: object, pins: MockFactory
+    web_hub: Hub, kiosk: Kiosk, fleet: Fleet, pins: MockFactory
 ) -> None:
-    from tests.kiosk.conftest import start_kiosk
-
-    second = start_kiosk(fleet, pins, "kiosk-02", button_pin=None, led_pin=None)  # type: ignore[arg-type]
+    second = start_kiosk(fleet, pins, "kiosk-02", button_pin=None, led_pin=None)
     try:
         wait_until(lambda: idle_at_hub(web_hub, "kiosk-02"), 10, "second kiosk at the hub")
         kiosk.app.press()
@@ -124,7 +133,7 @@ def test_document_still_is_found_flattened_kept_only_when_saved(web_hub: Hub, ki
         assert abs(x - ex) < 3 and abs(y - ey) < 3, (meta.corners, expected.corners)
     assert (meta.w, meta.h) == expected.image.shape[1::-1]
     jpeg = web_hub.relay.still(call, "suzuki", meta.still).jpeg
-    image = cv2.imdecode(__import__("numpy").frombuffer(jpeg, "uint8"), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(jpeg, "uint8"), cv2.IMREAD_COLOR)
     assert image.shape[:2] == (meta.h, meta.w)
 
     try:
@@ -147,15 +156,11 @@ def test_document_still_is_found_flattened_kept_only_when_saved(web_hub: Hub, ki
 
 
 def test_a_desk_without_a_page_gives_staff_a_clear_message(
-    web_hub: Hub, fleet: object, pins: MockFactory, tmp_path: object
+    web_hub: Hub, fleet: Fleet, pins: MockFactory, tmp_path: Path
 ) -> None:
-    import numpy as np
-
-    from tests.kiosk.conftest import start_kiosk
-
-    empty = tmp_path / "desk.png"  # type: ignore[operator]
+    empty = tmp_path / "desk.png"
     cv2.imwrite(str(empty), np.full((720, 1280, 3), 60, np.uint8))
-    k = start_kiosk(fleet, pins, doc_source=str(empty))  # type: ignore[arg-type]
+    k = start_kiosk(fleet, pins, doc_source=str(empty))
     try:
         k.app.press()
         call = answer(web_hub, k)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 from edge.config import DeviceConfig, load_config
+from edge.contract import Priority
 from edge.service import Service
 from provisioning.fleet import Fleet
 from tests.conftest import ROOT, add_device
@@ -71,3 +74,48 @@ def rss_mb(pid: int | None = None) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def record_hours(svc: Service, hours: int, tag: str) -> dict[str, int]:
+    """Record ``hours`` of a field device's day, time compressed: per hour one alarm, a
+    notice a minute and a low-priority status every 10 s. Returns how many of each the
+    outbox took (``seq`` > 0)."""
+    stored = {"LOW": 0, "NORMAL": 0, "ALARM": 0}
+    for h in range(hours):
+        for s in range(0, 3600, 10):
+            prio = Priority.ALARM if s == 1800 else Priority.NORMAL if s % 60 == 0 else Priority.LOW
+            row = svc.emit(
+                "device.notice", {"level": "info", "message": f"{tag} h{h} s{s} {prio.name}"}, prio
+            )
+            stored[prio.name] += row.seq > 0
+    return stored
+
+
+class DeviceScript:
+    """A helper device process (``python -m tests.reliability.NAME``) driven by lines on
+    stdin and answering with one JSON line each; ``wrap`` goes before it (e.g. unshare)."""
+
+    def __init__(self, module: str, *args: str, wrap: tuple[str, ...] = ()) -> None:
+        self.proc = subprocess.Popen(
+            [*wrap, sys.executable, "-m", f"tests.reliability.{module}", *args],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def answer(self, say: str | None = None) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        if say is not None:
+            self.proc.stdin.write(say + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, f"{self.proc.args[-3:]}: the device process died"
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 from edge.config import load_config
-from edge.contract import Priority
 from edge.service import Service
-from tests.reliability.conftest import rss_mb
+from tests.reliability.conftest import record_hours, rss_mb
 
 
 class Errors(logging.Handler):
@@ -29,18 +28,6 @@ class Errors(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
-
-
-def emit_day(svc: Service, hours: int, tag: str) -> dict[str, int]:
-    stored = {"LOW": 0, "NORMAL": 0, "ALARM": 0}
-    for h in range(hours):
-        for s in range(0, 3600, 10):
-            prio = Priority.ALARM if s == 1800 else Priority.NORMAL if s % 60 == 0 else Priority.LOW
-            row = svc.emit(
-                "device.notice", {"level": "info", "message": f"{tag} h{h} s{s} {prio.name}"}, prio
-            )
-            stored[prio.name] += row.seq > 0
-    return stored
 
 
 def main() -> int:
@@ -63,9 +50,9 @@ def main() -> int:
                 f.write(b"\0" * extra)
 
     leave_free(12_000)
-    before = emit_day(svc, 24, "a")  # a day offline with room to spare
+    before = record_hours(svc, 24, "a")  # a day offline with room to spare
     leave_free(free_kb)  # then something else fills the disk
-    stored = emit_day(svc, 24, "b")
+    stored = record_hours(svc, 24, "b")
     out = svc.outbox
     print(
         json.dumps(
@@ -83,7 +70,7 @@ def main() -> int:
     )
     sys.stdin.readline()  # "space"
     filler.unlink()
-    after = emit_day(svc, 1, "space")
+    after = record_hours(svc, 1, "space")
     print(
         json.dumps(
             {

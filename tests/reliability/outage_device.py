@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 from edge.config import load_config
-from edge.contract import Priority
 from edge.service import Service
-from tests.reliability.conftest import rss_mb
+from tests.reliability.conftest import record_hours, rss_mb
 
 
 def main() -> int:
@@ -24,25 +23,7 @@ def main() -> int:
     hours = int(sys.argv[2])
     svc = Service(cfg)
     threading.Thread(target=svc.run, daemon=True).start()
-    puts = {"LOW": 0, "NORMAL": 0, "ALARM": 0}
-    # per simulated hour: one incursion alarm, a notice a minute, a low-priority status
-    # every 10 seconds
-    for h in range(hours):
-        for s in range(0, 3600, 10):
-            prio = Priority.LOW
-            if s == 1800:
-                prio = Priority.ALARM
-            elif s % 60 == 0:
-                prio = Priority.NORMAL
-            svc.emit(
-                "device.notice",
-                {
-                    "level": "warning" if prio == Priority.ALARM else "info",
-                    "message": f"h{h} s{s} {prio.name}",
-                },
-                prio,
-            )
-            puts[prio.name] += 1
+    puts = record_hours(svc, hours, "out")
     print(
         json.dumps(
             {

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from hub.cli import Hub
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
-from tests.conftest import ROOT, add_device
+from tests.conftest import add_device
 from tests.mqtt_probe import wait_until
-from tests.reliability.conftest import report
+from tests.reliability.conftest import DeviceScript, report
 
 
 def test_a_full_disk_drops_low_priority_first_keeps_alarms_and_recovers(
@@ -27,41 +24,16 @@ def test_a_full_disk_drops_low_priority_first_keeps_alarms_and_recovers(
     data.mkdir(parents=True, exist_ok=True)
     broker.kill()  # offline, so everything recorded stays on the device's small disk
     script = 'mount -t tmpfs -o size=16m tmpfs "$0" && exec "$@"'
-    proc = subprocess.Popen(
-        [
-            "unshare",
-            "-rm",
-            "sh",
-            "-c",
-            script,
-            str(data),
-            sys.executable,
-            "-m",
-            "tests.reliability.disk_device",
-            str(cfg),
-            "600",
-        ],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+    device = DeviceScript(
+        "disk_device", str(cfg), "600", wrap=("unshare", "-rm", "sh", "-c", script, str(data))
     )
     try:
-        assert proc.stdout is not None and proc.stdin is not None
-        line = proc.stdout.readline()
-        assert line, "the device process died"
-        full = json.loads(line)
-        proc.stdin.write("space\n")
-        proc.stdin.flush()
-        space = json.loads(proc.stdout.readline())
+        full = device.answer()
+        space = device.answer("space")
         broker.start()
-        proc.stdin.write("drain\n")
-        proc.stdin.flush()
-        drained = json.loads(proc.stdout.readline())
-        proc.wait(30)
+        drained = device.answer("drain")
     finally:
-        proc.kill()
-    print(full, space, drained)
+        device.close()
     assert full["alive"] and space["alive"] and drained["alive"], "the service died"
     assert full["disk_full"], "the disk never filled"
     disk_errors = [e for e in full["errors"] if "disk is full" in e]
@@ -69,8 +41,8 @@ def test_a_full_disk_drops_low_priority_first_keeps_alarms_and_recovers(
     assert not space["disk_full"] and space["held"] == 0, "did not recover when space returned"
     assert space["stored"] == {"LOW": 360 - 60, "NORMAL": 60 - 1, "ALARM": 1}
     assert drained["drained"]
+    wait_until(lambda: hub.ingest._queue.empty(), 10, "the hub stored what it received")
     events = hub.store.events("field-01", limit=100_000)
-    wait_until(lambda: len(hub.store.events("field-01", limit=100_000)) >= len(events), 5, "")
 
     def kept(day: str, prio: str) -> int:
         return sum(

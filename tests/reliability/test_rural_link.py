@@ -59,6 +59,5 @@ def test_events_cross_a_bad_rural_link_exactly_once_and_in_order(
         lost=n - len(stored),
         duplicates=hub.ingest.counters["duplicates"],
         worst_latency_s=round(drained, 1),
-        drain_s=round(drained, 1),
         sessions=link.stats.connections,
     )
