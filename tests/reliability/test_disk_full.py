@@ -41,7 +41,15 @@ def test_a_full_disk_drops_low_priority_first_keeps_alarms_and_recovers(
     assert not space["disk_full"] and space["held"] == 0, "did not recover when space returned"
     assert space["stored"] == {"LOW": 360 - 60, "NORMAL": 60 - 1, "ALARM": 1}
     assert drained["drained"]
-    wait_until(lambda: hub.ingest._queue.empty(), 10, "the hub stored what it received")
+
+    def last_recorded_at_hub() -> bool:  # the alarm recorded last, after space returned
+        return any(
+            e["data"]["message"].startswith("space") and e["data"]["message"].endswith("ALARM")
+            for e in hub.store.events("field-01", limit=1000)
+        )
+
+    wait_until(last_recorded_at_hub, 15, "the hub stored what the device drained")
+    wait_until(lambda: hub.ingest._queue.empty(), 10, "ingest idle")
     events = hub.store.events("field-01", limit=100_000)
 
     def kept(day: str, prio: str) -> int:
