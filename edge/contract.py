@@ -61,7 +61,15 @@ def check_device_id(dev: str) -> str:
 
 
 class ContractError(ValueError):
-    """A topic or payload that breaks the contract; the message names the topic and field."""
+    """A topic or payload that breaks the contract; the message names the topic and field.
+
+    ``reason`` is a short stable key for reject counters (``not_allowed``, ``unknown_device``,
+    ``stale_time``...); None where the hub derives it from the message.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # -- topic builders ---------------------------------------------------------------------
@@ -194,6 +202,47 @@ def parse_topic(topic: str) -> Topic:
     if channel == "jobs" and len(rest) == 2 and rest[1] != "status":
         raise ContractError(f"topic {topic!r}: expected jobs/<id> or jobs/<id>/status")
     return Topic(dev, channel, "/".join(rest))
+
+
+# -- what each role may publish ---------------------------------------------------------
+
+#: channels only a kiosk publishes (its call, the two views, stills, voice signalling)
+KIOSK_CHANNELS = frozenset({"call", "view", "still", "signal"})
+#: channels every device publishes about itself
+DEVICE_CHANNELS = frozenset({"state", "birth", "tele", "event", "twin", "reply", "jobs"})
+#: event kinds are ``app.name``; the app part names the role that may raise them, and
+#: ``device.*`` (notices) is for every role
+ROLE_OF_APP = {"wildlife": "wildlife", "ridership": "ridership", "kiosk": "kiosk"}
+ROLES: tuple[str, ...] = ("wildlife", "ridership", "kiosk")
+
+
+def role_may_publish(role: str, channel: str, rest: str = "") -> bool:
+    """True if a device of ``role`` may publish on ``channel`` (``rest``: the event kind,
+    ``reported`` for twin, ``<id>/status`` for jobs)."""
+    if channel in KIOSK_CHANNELS:
+        return role == "kiosk"
+    if channel == "event":
+        app = rest.split(".", 1)[0]
+        return app == "device" or ROLE_OF_APP.get(app) == role
+    if channel == "twin":
+        return rest == "reported"
+    if channel == "jobs":
+        return rest.endswith("/status")
+    return channel in DEVICE_CHANNELS
+
+
+def event_kinds_of(role: str) -> list[str]:
+    """The event kinds of the contract a device of ``role`` may raise."""
+    return [k for k in EVENT_DATA if role_may_publish(role, "event", k)]
+
+
+def check_role(role: str, t: Topic) -> None:
+    """Raise ContractError(reason=not_allowed) if a ``role`` device may not publish ``t``."""
+    if not role_may_publish(role, t.channel, t.rest):
+        what = f"event {t.rest!r}" if t.channel == "event" else f"channel {t.channel!r}"
+        raise ContractError(
+            f"device {t.dev!r} ({role}) may not publish {what}", reason="not_allowed"
+        )
 
 
 # -- payload schemas --------------------------------------------------------------------

@@ -26,6 +26,7 @@ from hub.counter.calls import CallBook
 from hub.counter.relay import Relay
 from hub.errors import HubConfigError
 from hub.ingest import Ingest
+from hub.roster import Roster
 from hub.store import Store
 from hub.web import create_app
 
@@ -148,7 +149,8 @@ def secret_key(path: Path) -> bytes:
 def build(config: Path) -> Hub:
     cfg = load_hub_config(config)
     store = Store(cfg.store.url).create()
-    ingest = Ingest(cfg, store)
+    roster = Roster(cfg.fleet.roster_file)
+    ingest = Ingest(cfg, store, roster)
     secret = secret_key(cfg.web.secret_file)
     alerts = Alerts(
         store,

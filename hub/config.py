@@ -91,8 +91,17 @@ class IngestSection(Section):
     batch_wait_ms: int = Field(20, ge=0, le=5000, description="wait to fill a batch")
 
 
+class FleetSection(Section):
+    roster_file: Path = Field(
+        Path("devices.json"),
+        description="the device roster written by `mimamori provision` (role and vehicle of "
+        "every device); the hub refuses messages from devices missing from it",
+    )
+
+
 class HubConfig(Section):
     mqtt: MqttSection = Field(default_factory=MqttSection)
+    fleet: FleetSection = Field(default_factory=FleetSection)
     store: StoreSection = Field(default_factory=StoreSection)
     web: WebSection = Field(default_factory=WebSection)
     ingest: IngestSection = Field(default_factory=IngestSection)
@@ -118,6 +127,8 @@ def load_hub_config(path: Path | str) -> HubConfig:
         t.ca_file, t.cert_file, t.key_file = (
             p if p.is_absolute() else base / p for p in (t.ca_file, t.cert_file, t.key_file)
         )
+    if not cfg.fleet.roster_file.is_absolute():
+        cfg.fleet.roster_file = base / cfg.fleet.roster_file
     if not cfg.web.secret_file.is_absolute():
         cfg.web.secret_file = base / cfg.web.secret_file
     if cfg.store.url.startswith("sqlite:///") and not cfg.store.url.startswith("sqlite:////"):

@@ -34,6 +34,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import contract
 from hub.config import HubConfig
+from hub.roster import Roster
 from hub.store import Message, Store
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class _Item:
 
 def reason_of(err: contract.ContractError) -> str:
     """A short, stable reason key for the reject counters."""
+    if err.reason:
+        return err.reason
     text = str(err)
     for key, needle in (
         ("oversized", "exceeds"),
@@ -76,9 +79,10 @@ def reason_of(err: contract.ContractError) -> str:
 
 
 class Ingest:
-    def __init__(self, cfg: HubConfig, store: Store) -> None:
+    def __init__(self, cfg: HubConfig, store: Store, roster: Roster) -> None:
         self.cfg = cfg
         self.store = store
+        self.roster = roster
         self.counters: Counter[str] = Counter()
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=100_000)
         self._generation = 0
@@ -221,6 +225,7 @@ class Ingest:
         for item in items:
             try:
                 topic, payload = contract.decode(item.topic, item.payload)
+                self.roster.check(topic)
                 if topic.channel == "reply":
                     topic = contract.Topic(topic.dev, topic.channel, item.corr or "")
                 good.append(Message(topic, payload, item.received))

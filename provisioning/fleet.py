@@ -7,7 +7,9 @@ Layout (the directory is the fleet's secret: keep it on the city-hall admin mach
     FLEET/ca/                     ca.crt, ca.key (never leaves this directory), crl.pem,
                                   model-signing.key/.pub (Ed25519, signs model updates)
     FLEET/broker/                 mosquitto.conf, acl, server.crt/.key, data/
-    FLEET/hub/                    hub.toml, hub.crt/.key, ca.crt
+    FLEET/hub/                    hub.toml, hub.crt/.key, ca.crt, devices.json (the roster:
+                                  each device's role and vehicle, as issued here; the hub
+                                  trusts this, never what a device says of itself)
     FLEET/devices/NAME/           device.toml, device.crt/.key, ca.crt, model-signing.pub
 """
 
@@ -26,6 +28,7 @@ import tomli_w
 from edge import contract
 from edge.config import parse_config
 from edge.errors import ConfigError
+from hub.roster import ROSTER_FILE
 from provisioning.broker import HUB_USER, write_broker_files
 from provisioning.pki import Authority, serial_of
 from provisioning.signing import create_key
@@ -36,6 +39,13 @@ class FleetError(ConfigError):
 
     def __init__(self, message: str) -> None:
         super().__init__("fleet", [message])
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` atomically (a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    tmp.replace(path)
 
 
 @dataclass
@@ -65,8 +75,9 @@ class Fleet:
             broker["user"] = broker_user
         settings = {"broker": broker}
         (root / "fleet.toml").write_text(tomli_w.dumps(settings))
-        (root / "inventory.json").write_text(json.dumps({"devices": {}}, indent=2))
         fleet = cls(root)
+        (root / "hub").mkdir()
+        fleet._save_inventory({})
         ca = Authority.create(root / "ca")
         create_key(root / "ca" / "model-signing.key", root / "ca" / "model-signing.pub")
         ca.issue(
@@ -137,9 +148,16 @@ class Fleet:
         return data
 
     def _save_inventory(self, devices: dict[str, dict[str, Any]]) -> None:
-        tmp = self.root / "inventory.json.tmp"
-        tmp.write_text(json.dumps({"devices": devices}, indent=2, sort_keys=True))
-        tmp.replace(self.root / "inventory.json")
+        _write_json(self.root / "inventory.json", {"devices": devices})
+        roster = {
+            name: {
+                "role": info["role"],
+                "vehicle": info.get("vehicle"),
+                "revoked": info.get("revoked"),
+            }
+            for name, info in devices.items()
+        }
+        _write_json(self.root / "hub" / ROSTER_FILE, {"devices": roster})
 
     # -- devices -------------------------------------------------------------------------
 
@@ -183,6 +201,7 @@ class Fleet:
         self.device_config(name).write_text(tomli_w.dumps(cfg))
         devices[name] = {
             "role": role,
+            "vehicle": (cfg.get("ridership") or {}).get("vehicle") or None,
             "location": location,
             "issued": datetime.now(UTC).isoformat(timespec="seconds"),
             "serial": str(serial),

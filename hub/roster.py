@@ -1,0 +1,93 @@
+"""The fleet roster: which devices exist and what each may say, as provisioning issued them.
+
+A device's birth message claims a role, but a device is not the hub: a stolen wildlife
+camera could claim to be a kiosk. The hub therefore takes each device's role (and, for a bus,
+its vehicle) from ``devices.json``, which ``mimamori provision`` writes into the fleet's
+``hub/`` folder beside ``hub.toml`` every time a device is added or revoked. The file is
+re-read when it changes, so a new device is known without restarting the hub.
+
+A device missing from the roster, or revoked, may say nothing the hub will store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge import contract
+
+log = logging.getLogger(__name__)
+
+ROSTER_FILE = "devices.json"
+
+
+@dataclass(frozen=True)
+class Entry:
+    role: str
+    vehicle: str | None = None
+    revoked: bool = False
+
+
+class Roster:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._mtime: float | None = None
+        self._entries: dict[str, Entry] = {}
+        self._warned = False
+
+    def _load(self) -> dict[str, Entry]:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            if not self._warned:
+                log.error(
+                    "no device roster at %s: every device message will be refused "
+                    "(`mimamori provision device` writes it)",
+                    self.path,
+                )
+                self._warned = True
+            self._entries, self._mtime = {}, None
+            return self._entries
+        if mtime != self._mtime:
+            try:
+                raw = json.loads(self.path.read_text(encoding="utf-8"))["devices"]
+                self._entries = {
+                    name: Entry(
+                        role=str(info["role"]),
+                        vehicle=info.get("vehicle") or None,
+                        revoked=bool(info.get("revoked")),
+                    )
+                    for name, info in raw.items()
+                }
+                self._mtime = mtime
+                self._warned = False
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                # keep what was known before: a half-written file must not unknow the fleet
+                log.error(
+                    "device roster %s unreadable (%s); keeping the previous one", self.path, e
+                )
+        return self._entries
+
+    def get(self, dev: str) -> Entry | None:
+        """The device's entry if it is known and not revoked."""
+        with self._lock:
+            entry = self._load().get(dev)
+        return entry if entry is not None and not entry.revoked else None
+
+    def role(self, dev: str) -> str | None:
+        entry = self.get(dev)
+        return entry.role if entry else None
+
+    def check(self, t: contract.Topic) -> None:
+        """Raise ContractError(reason=not_allowed) unless this device's role may use ``t``."""
+        entry = self.get(t.dev)
+        if entry is None:
+            raise contract.ContractError(
+                f"device {t.dev!r} is not in the fleet roster (unknown or revoked)",
+                reason="unknown_device",
+            )
+        contract.check_role(entry.role, t)
