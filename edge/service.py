@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import sdnotify
 
@@ -246,8 +246,8 @@ class Service:
         tmp.write_text(json.dumps(finished))
         tmp.replace(self._jobs_file)
 
-    def _fetch(self, url: str) -> bytes:
-        """Download a model from the hub over HTTPS with this device's certificate."""
+    def _fetch(self, url: str) -> BinaryIO:
+        """Open a model download over HTTPS with this device's certificate (read in chunks)."""
         import ssl
         import urllib.request
 
@@ -255,8 +255,9 @@ class Service:
         ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls else None)
         if tls and tls.cert_file and tls.key_file:
             ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-        with urllib.request.urlopen(url, context=ctx, timeout=60) as resp:  # noqa: S310
-            return bytes(resp.read())
+        return urllib.request.urlopen(  # noqa: S310
+            url, context=ctx, timeout=updates.FETCH_TIMEOUT_S
+        )
 
     def _model_info(self) -> dict[str, str] | None:
         if not self.models.root.is_dir():

@@ -3,6 +3,10 @@
 A model slot ``NAME`` lives in ``data_dir/models/NAME/``: one file per version
 (``v7.onnx``) and a ``current`` symlink that is swapped atomically (new link, fsync, rename).
 The previous version stays on disk so a failed self-test can switch back.
+
+A model fetched from a job's URL is never held in memory: the signed manifest is checked
+first, then the body is streamed into a temporary file in the slot, capped at the manifest's
+size and hashed on the way, and only that verified file is installed.
 """
 
 from __future__ import annotations
@@ -10,12 +14,19 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import http.client
+import io
 import json
 import logging
 import os
+import tempfile
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -28,6 +39,14 @@ log = logging.getLogger(__name__)
 
 #: runs the freshly installed model once; raises if it does not work
 SelfTest = Callable[[Path], None]
+#: opens a model URL and returns the response body as a stream (read in chunks, then closed)
+Fetch = Callable[[str], BinaryIO]
+
+#: seconds to connect to the model server and to wait for each read of its answer
+FETCH_TIMEOUT_S = 30.0
+#: a whole download must finish within this, however slowly its bytes trickle in
+DOWNLOAD_DEADLINE_S = 30 * 60.0
+CHUNK = 64 * 1024
 
 
 class UpdateRejected(MimamoriError, ValueError):
@@ -45,6 +64,19 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
+def verify_manifest(
+    signed: contract.SignedManifest,
+    key: Ed25519PublicKey,
+    *,
+    installed_version: int,
+    now: datetime | None = None,
+) -> contract.ModelManifest:
+    """Check signature, expiry and version, before any model byte is fetched."""
+    m = _signed_and_current(signed, key, now)
+    _check_newer(m, installed_version)
+    return m
+
+
 def verify(
     signed: contract.SignedManifest,
     model: bytes,
@@ -54,6 +86,19 @@ def verify(
     now: datetime | None = None,
 ) -> contract.ModelManifest:
     """Check signature, hash, size, version and expiry; raise UpdateRejected with the reason."""
+    m = _signed_and_current(signed, key, now)
+    if len(model) != m.size:
+        raise UpdateRejected(f"model is {len(model)} bytes, manifest says {m.size}")
+    digest = hashlib.sha256(model).hexdigest()
+    if digest != m.sha256:
+        raise UpdateRejected(f"model sha256 {digest} does not match the manifest's {m.sha256}")
+    _check_newer(m, installed_version)
+    return m
+
+
+def _signed_and_current(
+    signed: contract.SignedManifest, key: Ed25519PublicKey, now: datetime | None
+) -> contract.ModelManifest:
     m = signed.manifest
     try:
         key.verify(base64.b64decode(signed.signature, validate=True), m.canonical())
@@ -64,21 +109,30 @@ def verify(
     now = now or datetime.now(UTC)
     if now > m.expires:
         raise UpdateRejected(f"manifest expired at {contract.iso(m.expires)}")
-    if len(model) != m.size:
-        raise UpdateRejected(f"model is {len(model)} bytes, manifest says {m.size}")
-    digest = hashlib.sha256(model).hexdigest()
-    if digest != m.sha256:
-        raise UpdateRejected(f"model sha256 {digest} does not match the manifest's {m.sha256}")
+    return m
+
+
+def _check_newer(m: contract.ModelManifest, installed_version: int) -> None:
     if m.version <= installed_version:
         raise UpdateRejected(
             f"version {m.version} is not newer than the installed {installed_version} (downgrade)"
         )
-    return m
+
+
+def _announced_length(stream: BinaryIO) -> int | None:
+    headers = getattr(stream, "headers", None)
+    value = headers.get("Content-Length") if headers is not None else None
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 class ModelStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        #: one update at a time: a download, its install and its self-test
+        self.lock = threading.Lock()
 
     def slot(self, name: str) -> Path:
         return self.root / name
@@ -106,19 +160,73 @@ class ModelStore:
         state.replace(slot / "state.json")
         _fsync_dir(slot)
 
-    def install(self, manifest: contract.ModelManifest, model: bytes, self_test: SelfTest) -> Path:
-        """Write, fsync, switch ``current``, self-test; on failure switch back and raise."""
+    def receive(
+        self,
+        manifest: contract.ModelManifest,
+        stream: BinaryIO,
+        *,
+        deadline_s: float = DOWNLOAD_DEADLINE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Path:
+        """Copy ``stream`` into a temporary file in the slot, checking it against ``manifest``.
+
+        Reads in chunks and never more than one byte past the signed size; hashes as it
+        goes; fsyncs. Returns the verified file (for :meth:`install`). Raises UpdateRejected
+        for a body larger than signed or with another sha256, UpdateFailed for one that ends
+        short or takes longer than ``deadline_s``; the temporary file is then removed.
+        """
+        size = manifest.size
+        announced = _announced_length(stream)
+        if announced is not None and announced > size:
+            raise UpdateRejected(
+                f"download exceeds the signed size of {size} bytes "
+                f"(the server announces {announced})"
+            )
+        slot = self.slot(manifest.name)
+        slot.mkdir(parents=True, exist_ok=True)
+        for stale in slot.glob(".*.partial"):  # left by a power cut during an earlier update
+            stale.unlink(missing_ok=True)
+        fd, name = tempfile.mkstemp(dir=slot, prefix=f".v{manifest.version}-", suffix=".partial")
+        path = Path(name)
+        try:
+            digest = hashlib.sha256()
+            got = 0
+            deadline = clock() + deadline_s
+            with os.fdopen(fd, "wb") as f:
+                while chunk := stream.read(min(CHUNK, size + 1 - got)):
+                    got += len(chunk)
+                    if got > size:
+                        raise UpdateRejected(f"download exceeds the signed size of {size} bytes")
+                    if clock() > deadline:
+                        raise UpdateFailed(
+                            f"download took longer than {deadline_s:.0f} s "
+                            f"({got} of the signed {size} bytes)"
+                        )
+                    digest.update(chunk)
+                    f.write(chunk)
+                if got < size:
+                    raise UpdateFailed(f"download ended after {got} of the signed {size} bytes")
+                if digest.hexdigest() != manifest.sha256:
+                    raise UpdateRejected(
+                        f"model sha256 {digest.hexdigest()} does not match "
+                        f"the manifest's {manifest.sha256}"
+                    )
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
+
+    def install(self, manifest: contract.ModelManifest, model: Path, self_test: SelfTest) -> Path:
+        """Move the verified ``model`` (from :meth:`receive`) into place, switch ``current``,
+        self-test; on failure switch back and raise."""
         slot = self.slot(manifest.name)
         slot.mkdir(parents=True, exist_ok=True)
         previous = self.current(manifest.name)
         previous_version = self.installed_version(manifest.name)
         final = slot / f"v{manifest.version}.onnx"
-        tmp = slot / f".v{manifest.version}.partial"
-        with tmp.open("wb") as f:
-            f.write(model)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(final)
+        model.replace(final)  # same folder: a rename, the bytes are not copied
         self._point(manifest.name, final, manifest.version)
         try:
             self_test(final)
@@ -170,10 +278,15 @@ def run_job(
     key: Ed25519PublicKey,
     report: Callable[[contract.JobStatus], None],
     *,
-    fetch: Callable[[str], bytes],
+    fetch: Fetch,
     self_test: SelfTest = onnx_self_test,
+    deadline_s: float = DOWNLOAD_DEADLINE_S,
 ) -> contract.JobStatus:
-    """Carry out a model-update job, reporting IN_PROGRESS then a final state."""
+    """Carry out a model-update job, reporting IN_PROGRESS then a final state.
+
+    ``fetch`` opens ``job.url`` (HTTPS, with the device's certificate and FETCH_TIMEOUT_S);
+    it is called only after the signed manifest has been accepted.
+    """
 
     def status(
         state: contract.JobState, reason: str | None = None, **detail: object
@@ -184,22 +297,36 @@ def run_job(
 
     status("IN_PROGRESS", step="verifying")
     m = job.update.manifest
-    try:
-        if job.model_b64 is not None:
-            model = base64.b64decode(job.model_b64, validate=True)
-        elif job.url:
-            model = fetch(job.url)
-        else:
-            raise UpdateRejected("job carries neither model bytes nor a URL")
-        verify(job.update, model, key, installed_version=store.installed_version(m.name))
-    except (UpdateRejected, binascii.Error) as e:
-        log.warning("model update %s rejected: %s", job.job_id, e)
-        return status("REJECTED", str(e), version=store.installed_version(m.name))
-    except OSError as e:
-        return status("FAILED", f"cannot fetch the model: {e}")
-    try:
-        store.install(m, model, self_test)
-    except (UpdateFailed, OSError) as e:
-        log.error("model update %s failed: %s", job.job_id, e)
-        return status("FAILED", str(e), version=store.installed_version(m.name))
+    with store.lock:
+        installed = store.installed_version(m.name)
+        try:
+            if job.model_b64 is not None:
+                model = base64.b64decode(job.model_b64, validate=True)
+                verify(job.update, model, key, installed_version=installed)
+                verified = store.receive(m, io.BytesIO(model), deadline_s=deadline_s)
+                del model
+            elif job.url:
+                verify_manifest(job.update, key, installed_version=installed)
+                if urlsplit(job.url).scheme != "https":
+                    raise UpdateRejected(f"model URL {job.url!r} is not https")
+                status("IN_PROGRESS", step="downloading", size=m.size)
+                with fetch(job.url) as stream:
+                    verified = store.receive(m, stream, deadline_s=deadline_s)
+            else:
+                raise UpdateRejected("job carries neither model bytes nor a URL")
+        except (UpdateRejected, binascii.Error) as e:
+            log.warning("model update %s rejected: %s", job.job_id, e)
+            return status("REJECTED", str(e), version=installed)
+        except UpdateFailed as e:
+            log.warning("model update %s failed: %s", job.job_id, e)
+            return status("FAILED", str(e), version=installed)
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            log.warning("model update %s: cannot fetch the model: %s", job.job_id, e)
+            return status("FAILED", f"cannot fetch the model: {str(e) or type(e).__name__}")
+        try:
+            store.install(m, verified, self_test)
+        except (UpdateFailed, OSError) as e:
+            log.error("model update %s failed: %s", job.job_id, e)
+            verified.unlink(missing_ok=True)
+            return status("FAILED", str(e), version=store.installed_version(m.name))
     return status("SUCCEEDED", version=m.version, sha256=m.sha256)
