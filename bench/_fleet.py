@@ -25,6 +25,7 @@ def fleet_and_broker(
         root,
         broker_host="127.0.0.1",
         port=free_port(),
+        hub_port=free_port(),
         web_port=free_port(),
         broker_user="root" if os.geteuid() == 0 else None,
     )

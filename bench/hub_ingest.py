@@ -47,7 +47,10 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    fleet, broker = fleet_and_broker()
+    devices = [f"sim-{i:03d}" for i in range(args.devices)]
+    print(f"issuing {len(devices)} simulated devices...", file=sys.stderr)
+    fleet, broker = fleet_and_broker(tuple((d, "wildlife") for d in devices))
+    hub_port = fleet.settings["broker"]["hub_port"]
     h = fleet.root / "hub"
     ident = Identity(str(h / "ca.crt"), str(h / "hub.crt"), str(h / "hub.key"))
     hub_log = fleet.root / "hub.log"
@@ -56,7 +59,6 @@ def main() -> int:
         stderr=hub_log.open("wb"),
     )
     db = sa.create_engine(f"sqlite:///{h / 'hub.db'}")
-    devices = [f"sim-{i:03d}" for i in range(args.devices)]
 
     def count() -> int:
         try:
@@ -73,7 +75,7 @@ def main() -> int:
     ready = threading.Event()
     watcher = client(ident)
     watcher.on_message = lambda c, u, m: ready.set() if b'"online":true' in m.payload else None
-    watcher.connect(broker.host, broker.port)
+    watcher.connect(broker.host, hub_port)
     watcher.subscribe(contract.HUB_STATE, qos=1)
     watcher.loop_start()
     if not ready.wait(30):
@@ -87,7 +89,7 @@ def main() -> int:
     def publish(k: int) -> None:
         c = client(ident)
         c.max_inflight_messages_set(200)
-        c.connect(broker.host, broker.port)
+        c.connect(broker.host, hub_port)  # the hub identity speaks for the simulated devices
         c.loop_start()
         infos = []
         pace = args.publishers / args.rate if args.rate else 0.0

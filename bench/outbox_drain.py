@@ -58,7 +58,7 @@ def main() -> int:
     h = fleet.root / "hub"
     hub.tls_set(ca_certs=str(h / "ca.crt"), certfile=str(h / "hub.crt"), keyfile=str(h / "hub.key"))
     hub.on_message = on_message
-    hub.connect(broker.host, broker.port)
+    hub.connect(broker.host, fleet.settings["broker"]["hub_port"])
     hub.subscribe("mimamori/v1/+/event/+", qos=1)
     hub.loop_start()
     hub.publish(contract.HUB_STATE, contract.HubState(online=True).dumps(), qos=1, retain=True)

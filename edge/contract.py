@@ -10,6 +10,8 @@ Payloads are UTF-8 JSON objects with ``v`` (schema version) and ``ts`` (UTC, ISO
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -320,6 +322,20 @@ class NoticeData(BaseModel):
     message: str = Field(max_length=2000)
 
 
+def _b64_jpeg(value: str | None) -> str | None:
+    """A snapshot must be base64 of a JPEG: a broken one is refused at the door."""
+    if value is None:
+        return None
+    try:
+        head = base64.b64decode(value[:8], validate=True)
+        base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
+        raise ValueError("snapshot_jpeg is not base64") from None
+    if not head.startswith(b"\xff\xd8"):
+        raise ValueError("snapshot_jpeg is not a JPEG (no FF D8 start)")
+    return value
+
+
 class IncursionData(BaseModel):
     """``wildlife.incursion``: monkeys seen; sent at once, one per incursion, as an alarm."""
 
@@ -335,6 +351,8 @@ class IncursionData(BaseModel):
     night: bool = False
     snapshot_jpeg: str = Field(max_length=400_000, description="base64 JPEG, box drawn")
 
+    _snapshot = field_validator("snapshot_jpeg")(_b64_jpeg)
+
 
 class IncursionEndData(BaseModel):
     """``wildlife.incursion_end``: the same incursion is over; its totals."""
@@ -346,6 +364,8 @@ class IncursionEndData(BaseModel):
     frames: int = Field(ge=1)
     max_score: float = Field(ge=0, le=1)
     snapshot_jpeg: str | None = Field(None, max_length=400_000, description="the best frame")
+
+    _snapshot = field_validator("snapshot_jpeg")(_b64_jpeg)
 
 
 class DoorCount(BaseModel):

@@ -10,7 +10,15 @@
   is going.
 * An alert held in a device's outbox during a coverage gap says so: "seen 14:02, delivered
   14:31", never presented as live.
-* Delivery runs on a small thread pool so a slow mail server never holds up ingest.
+* Delivery runs on a small thread pool so a slow mail server never holds up ingest; a
+  failed delivery is logged and retried, never dropped silently.
+* **A device is not trusted with time or place**: when a monkey was seen is the hub's own
+  receive time less the event's ``age_s`` (the device's monotonic clock, bounded), never the
+  device's wall clock, so an event "from 2099" cannot hold a troop open; a troop takes in only
+  neighbouring cameras (``[alerts] areas`` in hub.toml) seen within ``MERGE_WINDOW`` of its
+  last sighting and no longer than ``MAX_TROOP_SPAN`` after it began. Only wildlife-role
+  devices reach this module at all (ingest checks the roster).
+* The "I'm on it" link expires after ``TAKE_VALID``.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import base64
 import logging
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +36,7 @@ from typing import Any
 
 import apprise
 import sqlalchemy as sa
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from edge import contract
 from hub.config import LOCAL
@@ -36,7 +45,16 @@ from hub.store import TS, Message, Store, metadata, pk, utc, with_utc
 log = logging.getLogger(__name__)
 
 MERGE_WINDOW = timedelta(minutes=5)
+#: a troop stops taking in new cameras this long after it began: a new alert goes out
+MAX_TROOP_SPAN = timedelta(hours=1)
 LATE_AFTER = timedelta(seconds=60)
+#: an event older than this by the device's own count is taken as this old (a week of outage)
+MAX_AGE = timedelta(days=7)
+#: a device wall clock further off than this from the hub's judgement is logged
+CLOCK_TOLERANCE = timedelta(minutes=10)
+TAKE_VALID = timedelta(hours=24)
+#: waits before each retry of a failed delivery
+RETRY_DELAYS = (10.0, 60.0, 300.0)
 
 subscribers = sa.Table(
     "alert_subscribers",
@@ -104,18 +122,29 @@ class Alerts:
         workers: int = 2,
         escalate_after: timedelta = timedelta(minutes=10),
         line_monthly_budget: int = 200,
+        areas: list[list[str]] | None = None,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         self.engine = store.engine
+        #: groups of cameras that watch one stretch of fields; None: all are neighbours
+        self.areas = [set(a) for a in areas] if areas else None
+        self.retry_delays = retry_delays
+        self._closing = threading.Event()
         self.escalate_after = escalate_after
         self.line_monthly_budget = line_monthly_budget
         self.public_url = public_url.rstrip("/")
-        self._tokens = URLSafeSerializer(secret, salt="take-incursion")
+        self._tokens = URLSafeTimedSerializer(secret, salt="take-incursion")
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="alerts")
         #: called with the troop's cameras when someone takes it (hub: hold their deterrents)
         self.on_taken: Callable[[list[str]], None] | None = None
 
     def close(self) -> None:
+        self._closing.set()
         self._pool.shutdown(wait=True)
+
+    def neighbours(self, a: str, b: str) -> bool:
+        """True if cameras ``a`` and ``b`` watch the same area (one troop can visit both)."""
+        return self.areas is None or any(a in area and b in area for area in self.areas)
 
     # -- subscribers ---------------------------------------------------------------------
 
@@ -199,31 +228,44 @@ class Alerts:
     def _sighting(
         self, dev: str, data: contract.IncursionData, p: contract.EventPayload, received: datetime
     ) -> None:
-        # judged by the device's own clock when it says (its clock may be hours off)
-        waited = timedelta(seconds=p.age_s) if p.age_s is not None else received - p.created
+        # when it was seen, by the hub's clock: the device says only how long it waited
+        waited = min(timedelta(seconds=p.age_s or 0.0), MAX_AGE)
+        seen = received - waited
         late = waited > LATE_AFTER or p.hist
+        if abs(data.started - seen) > CLOCK_TOLERANCE + waited:
+            log.info(
+                "incursion at %s says it started %s; taken as %s (device clock off?)",
+                dev,
+                contract.iso(data.started),
+                contract.iso(seen),
+            )
         with self.engine.begin() as conn:
-            seen = conn.execute(
+            seen_before = conn.execute(
                 sa.select(sightings.c.troop).where(
                     sightings.c.device == dev, sightings.c.incursion == data.incursion
                 )
             ).scalar()
-            if seen:
+            if seen_before:
                 return  # the same message again
-            recent = conn.execute(
+            candidates = conn.execute(
                 sa.select(troops)
                 .where(
-                    troops.c.last_seen >= data.started - MERGE_WINDOW,
+                    troops.c.last_seen >= seen - MERGE_WINDOW,
+                    troops.c.last_seen <= seen + MERGE_WINDOW,
+                    troops.c.started >= seen - MAX_TROOP_SPAN,
                 )
                 .order_by(troops.c.started.desc())
-            ).first()
+            ).all()
+            recent = next(
+                (t for t in candidates if any(self.neighbours(dev, c) for c in t.cameras)), None
+            )
             if recent is not None and dev not in recent.cameras:
                 conn.execute(
                     troops.update()
                     .where(troops.c.id == recent.id)
                     .values(
                         cameras=[*recent.cameras, dev],
-                        last_seen=max(utc(recent.last_seen) or data.started, data.started),
+                        last_seen=max(utc(recent.last_seen) or seen, seen),
                         max_score=max(recent.max_score, data.score),
                     )
                 )
@@ -242,8 +284,8 @@ class Alerts:
                 troops.insert().values(
                     id=troop,
                     cameras=[dev],
-                    started=data.started,
-                    last_seen=data.started,
+                    started=seen,
+                    last_seen=seen,
                     max_score=data.score,
                     snapshot=data.snapshot_jpeg,
                     late=late,
@@ -253,7 +295,7 @@ class Alerts:
             conn.execute(
                 sightings.insert().values(device=dev, incursion=data.incursion, troop=troop)
             )
-        body = self._alert_text(dev, data, late, received)
+        body = self._alert_text(dev, data, seen, late, received)
         for sub in self._audience([dev], received):
             self._alert(troop, sub, body, data.snapshot_jpeg)
 
@@ -332,11 +374,13 @@ class Alerts:
         return sent
 
     @staticmethod
-    def _alert_text(dev: str, data: contract.IncursionData, late: bool, received: datetime) -> str:
+    def _alert_text(
+        dev: str, data: contract.IncursionData, seen: datetime, late: bool, received: datetime
+    ) -> str:
         when = (
-            f"seen {hhmm(data.started)}, delivered {hhmm(received)} (held by a coverage gap)"
+            f"seen {hhmm(seen)}, delivered {hhmm(received)} (held by a coverage gap)"
             if late
-            else f"seen {hhmm(data.started)}"
+            else f"seen {hhmm(seen)}"
         )
         return (
             f"サルが出ました / monkeys at {dev}: {when}. "
@@ -353,35 +397,55 @@ class Alerts:
         body: str,
         snapshot_b64: str | None,
     ) -> bool:
+        """Deliver one message, retrying after each of ``retry_delays``; every attempt is
+        recorded, every failure logged."""
+        delays = (0.0, *self.retry_delays)
+        ok = False
+        for attempt, delay in enumerate(delays, 1):
+            if delay and self._closing.wait(delay):
+                log.error("alert %s to %s not delivered: the hub is stopping", kind, name)
+                break
+            ok = self._attempt(name, url, title, body, snapshot_b64)
+            with self.engine.begin() as conn:
+                conn.execute(
+                    deliveries.insert().values(
+                        troop=troop, subscriber=name, kind=kind, at=datetime.now(UTC), ok=ok
+                    )
+                )
+            if ok:
+                break
+            log.error(
+                "alert %s to %s not delivered (attempt %d of %d)", kind, name, attempt, len(delays)
+            )
+        return ok
+
+    @staticmethod
+    def _attempt(name: str, url: str, title: str, body: str, snapshot_b64: str | None) -> bool:
         notifier = apprise.Apprise()
         notifier.add(url)
-        ok = False
         with tempfile.TemporaryDirectory() as tmp:
             attach = None
             if snapshot_b64:
-                path = Path(tmp) / "snapshot.jpg"
-                path.write_bytes(base64.b64decode(snapshot_b64))
-                attach = apprise.AppriseAttachment()
-                attach.add(str(path))
+                try:
+                    path = Path(tmp) / "snapshot.jpg"
+                    path.write_bytes(base64.b64decode(snapshot_b64, validate=True))
+                    attach = apprise.AppriseAttachment()
+                    attach.add(str(path))
+                except (ValueError, OSError) as e:
+                    log.warning("alert to %s goes without its snapshot (%s)", name, e)
+                    attach = None
             try:
-                ok = bool(notifier.notify(title=title, body=body, attach=attach))
+                return bool(notifier.notify(title=title, body=body, attach=attach))
             except Exception:
                 log.exception("alert to %s failed", name)
-        if not ok:
-            log.warning("alert %s to %s not delivered", kind, name)
-        with self.engine.begin() as conn:
-            conn.execute(
-                deliveries.insert().values(
-                    troop=troop, subscriber=name, kind=kind, at=datetime.now(UTC), ok=ok
-                )
-            )
-        return ok
+                return False
 
     # -- taking it -----------------------------------------------------------------------
 
     def resolve_token(self, token: str) -> tuple[str, str] | None:
+        """The troop and subscriber of an "I'm on it" link; None if forged or expired."""
         try:
-            troop, name = self._tokens.loads(token)
+            troop, name = self._tokens.loads(token, max_age=int(TAKE_VALID.total_seconds()))
         except (BadSignature, ValueError):
             return None
         return str(troop), str(name)

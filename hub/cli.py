@@ -156,6 +156,7 @@ def build(config: Path) -> Hub:
         store,
         secret=secret,
         public_url=cfg.web.public_url or f"http://{cfg.web.bind}:{cfg.web.port}",
+        areas=cfg.alerts.areas or None,
     )
     ingest.on_wildlife = alerts.handle
 

@@ -99,12 +99,22 @@ class FleetSection(Section):
     )
 
 
+class AlertsSection(Section):
+    areas: list[list[str]] = Field(
+        default_factory=list,
+        description="groups of wildlife cameras that watch one stretch of fields, e.g. "
+        '[["field-01", "field-02"], ["field-07"]]: one troop can move between cameras of a '
+        "group, so their sightings merge into one alert; empty: all cameras are one group",
+    )
+
+
 class HubConfig(Section):
     mqtt: MqttSection = Field(default_factory=MqttSection)
     fleet: FleetSection = Field(default_factory=FleetSection)
     store: StoreSection = Field(default_factory=StoreSection)
     web: WebSection = Field(default_factory=WebSection)
     ingest: IngestSection = Field(default_factory=IngestSection)
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
 
 
 def load_hub_config(path: Path | str) -> HubConfig:

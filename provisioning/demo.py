@@ -129,6 +129,7 @@ def provision(root: Path, port: int, web_port: int, screen_port: int = 8090) -> 
         kiosk = tomllib.loads(fleet.device_config("kiosk-01").read_text()).get("kiosk", {})
         if (
             fleet.settings["broker"]["port"] == port
+            and "hub_port" in fleet.settings["broker"]  # made before the hub listener
             and hub_web == web_port
             and kiosk.get("screen_port", screen_port) == screen_port
         ):

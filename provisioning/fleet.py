@@ -6,7 +6,10 @@ Layout (the directory is the fleet's secret: keep it on the city-hall admin mach
     FLEET/inventory.json          every device ever issued, with role, serial and revocation
     FLEET/ca/                     ca.crt, ca.key (never leaves this directory), crl.pem,
                                   model-signing.key/.pub (Ed25519, signs model updates)
-    FLEET/broker/                 mosquitto.conf, acl, server.crt/.key, data/
+    FLEET/hub-ca/                 the hub CA: signs only the hub's and the administrator's
+                                  certificates (the broker's hub listener trusts nothing else)
+    FLEET/admin/                  admin.crt/.key: provisioning's identity at the running broker
+    FLEET/broker/                 mosquitto.conf, dynamic-security.json, server.crt/.key, data/
     FLEET/hub/                    hub.toml, hub.crt/.key, ca.crt, devices.json (the roster:
                                   each device's role and vehicle, as issued here; the hub
                                   trusts this, never what a device says of itself)
@@ -29,7 +32,14 @@ from edge import contract
 from edge.config import parse_config
 from edge.errors import ConfigError
 from hub.roster import ROSTER_FILE
-from provisioning.broker import HUB_USER, write_broker_files
+from provisioning.broker import (
+    ADMIN_USER,
+    HUB_USER,
+    BrokerControl,
+    add_device_commands,
+    revoke_device_commands,
+    write_broker_files,
+)
 from provisioning.pki import Authority, serial_of
 from provisioning.signing import create_key
 
@@ -60,7 +70,8 @@ class Fleet:
         root: Path,
         *,
         broker_host: str = "localhost",
-        port: int = 1883,
+        port: int = 8883,
+        hub_port: int | None = None,
         bind: str = "127.0.0.1",
         web_port: int = 8080,
         broker_user: str | None = None,
@@ -70,7 +81,12 @@ class Fleet:
             raise FleetError(f"{root} already holds a fleet (fleet.toml exists)")
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o700)
-        broker: dict[str, Any] = {"host": broker_host, "port": port, "bind": bind}
+        broker: dict[str, Any] = {
+            "host": broker_host,
+            "port": port,
+            "hub_port": hub_port or port + 1,
+            "bind": bind,
+        }
         if broker_user:
             broker["user"] = broker_user
         settings = {"broker": broker}
@@ -86,12 +102,14 @@ class Fleet:
             root / "broker" / "server.crt",
             server_names=sorted({broker_host, "localhost", "127.0.0.1"}),
         )
+        Authority.create(root / "hub-ca", org="mimamori hub")
         hub_dir = root / "hub"
-        fleet._issue_client(HUB_USER, hub_dir, "hub")
+        fleet._issue_client(HUB_USER, hub_dir, "hub", fleet.hub_ca)
+        fleet._issue_client(ADMIN_USER, root / "admin", "admin", fleet.hub_ca)
         hub_toml = {
             "mqtt": {
-                "host": broker_host,
-                "port": port,
+                "host": "127.0.0.1",
+                "port": broker["hub_port"],
                 "username": HUB_USER,
                 "tls": {"ca_file": "ca.crt", "cert_file": "hub.crt", "key_file": "hub.key"},
             },
@@ -132,9 +150,15 @@ class Fleet:
         """The Ed25519 key that signs model updates (never leaves the fleet directory)."""
         return self.root / "ca" / "model-signing.key"
 
-    def _issue_client(self, cn: str, folder: Path, stem: str) -> int:
+    @property
+    def hub_ca(self) -> Authority:
+        return Authority(self.root / "hub-ca", org="mimamori hub")
+
+    def _issue_client(
+        self, cn: str, folder: Path, stem: str, authority: Authority | None = None
+    ) -> int:
         folder.mkdir(parents=True, exist_ok=True)
-        self.ca.issue(cn, folder / f"{stem}.key", folder / f"{stem}.crt")
+        (authority or self.ca).issue(cn, folder / f"{stem}.key", folder / f"{stem}.crt")
         shutil.copyfile(self.ca.cert_file, folder / "ca.crt")
         return serial_of(folder / f"{stem}.crt")
 
@@ -209,6 +233,7 @@ class Fleet:
         }
         self._save_inventory(devices)
         self.write_broker()
+        self._tell_broker(add_device_commands(name, role))
         return self.device_config(name)
 
     def revoke(self, name: str) -> None:
@@ -219,15 +244,35 @@ class Fleet:
         self._save_inventory(devices)
         self.ca.write_crl([int(d["serial"]) for d in devices.values() if d.get("revoked")])
         self.write_broker()
+        self._tell_broker(revoke_device_commands(name))
+
+    def _tell_broker(self, commands: list[dict[str, Any]]) -> bool:
+        """Apply a change at the running broker; False if none is running (it reads the
+        written state when it starts)."""
+        broker = self.settings["broker"]
+        admin = self.root / "admin"
+        control = BrokerControl(
+            "127.0.0.1",  # the hub listener is on loopback (broker.render_conf)
+            broker["hub_port"],
+            admin / "ca.crt",
+            admin / "admin.crt",
+            admin / "admin.key",
+        )
+        try:
+            control.run(commands)
+        except OSError:
+            return False
+        return True
 
     def write_broker(self) -> Path:
         broker = self.settings["broker"]
-        revoked = [name for name, info in self.inventory().items() if info.get("revoked")]
         return write_broker_files(
             self.root / "broker",
             self.root / "ca",
+            self.root / "hub-ca",
             port=broker["port"],
+            hub_port=broker.get("hub_port", broker["port"] + 1),
             bind=broker["bind"],
-            revoked=revoked,
+            devices=self.inventory(),
             user=broker.get("user"),
         )

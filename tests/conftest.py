@@ -46,6 +46,7 @@ def fleet(tmp_path: Path) -> Fleet:
         tmp_path / "fleet",
         broker_host="127.0.0.1",
         port=free_port(),
+        hub_port=free_port(),
         web_port=free_port(),
         broker_user="root" if os.geteuid() == 0 else getpass.getuser(),
     )
@@ -68,8 +69,13 @@ def device_identity(fleet: Fleet, name: str) -> Identity:
 
 
 def hub_identity(fleet: Fleet) -> Identity:
+    """The hub's certificate: it opens only the broker's hub listener (``hub_port``)."""
     folder = fleet.root / "hub"
     return Identity(str(folder / "ca.crt"), str(folder / "hub.crt"), str(folder / "hub.key"))
+
+
+def hub_port(fleet: Fleet) -> int:
+    return int(fleet.settings["broker"]["hub_port"])
 
 
 def add_device(
@@ -87,11 +93,12 @@ def add_device(
     return cfg
 
 
-def can_connect(broker: MosquittoProcess, identity: Identity) -> bool:
-    """True if the broker accepts a session with this identity."""
+def can_connect(broker: MosquittoProcess, identity: Identity, port: int | None = None) -> bool:
+    """True if the broker accepts a session with this identity (on ``port``, default the
+    devices' listener)."""
     c = client(identity)
     try:
-        c.connect(broker.host, broker.port)
+        c.connect(broker.host, port or broker.port)
         c.loop_start()
         return bool(wait_until(c.is_connected, 2, "connection"))
     except (OSError, AssertionError):
@@ -104,7 +111,7 @@ def can_connect(broker: MosquittoProcess, identity: Identity) -> bool:
 @pytest.fixture
 def hub_probe(fleet: Fleet, broker: MosquittoProcess) -> Iterator[Probe]:
     """A plain MQTT client logged in as the hub: marks the hub online, records everything."""
-    probe = Probe(broker.host, broker.port, hub_identity(fleet)).start()
+    probe = Probe(broker.host, hub_port(fleet), hub_identity(fleet)).start()
     yield probe
     probe.stop()
 

@@ -92,7 +92,7 @@ def test_broker_down_events_queue_on_disk_then_deliver_in_order(
             svc.emit("device.notice", notice(i))
         assert svc.outbox.depth() == 290
         broker.start()
-        probe = Probe(broker.host, broker.port, hub_probe.identity).start()
+        probe = Probe(broker.host, hub_probe.port, hub_probe.identity).start()
         try:
             wait_until(lambda: len(probe.events("field-01")) >= 290, 20, "backlog delivered")
             seqs = [e.seq for e in probe.events("field-01")]

@@ -12,7 +12,7 @@ from edge import contract
 from hub.cli import Hub, build
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
-from tests.conftest import device_identity, hub_identity, stored_events
+from tests.conftest import device_identity, hub_identity, hub_port, stored_events
 from tests.mqtt_probe import client, wait_until
 
 
@@ -78,7 +78,7 @@ def test_200_malformed_messages_are_counted_and_ingest_goes_on(
         publish(dev, topic, payload)
     # wrong topic levels only the hub account may write (the ACL stops a device)
     admin = client(hub_identity(fleet))
-    admin.connect(broker.host, broker.port)
+    admin.connect(broker.host, hub_port(fleet))
     admin.loop_start()
     wait_until(admin.is_connected, 5, "admin session")
     for topic in (

@@ -17,7 +17,7 @@ from hub.auth import Accounts
 from hub.cli import Hub
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
-from tests.conftest import hub_identity
+from tests.conftest import hub_identity, hub_port
 from tests.kiosk.conftest import PASSWORD, Kiosk, staff_account, web_url
 from tests.mqtt_probe import Probe, wait_until
 
@@ -64,7 +64,7 @@ def test_staff_answer_in_a_browser_see_both_views_talk_and_hang_up_and_nothing_l
     chromium: Browser, web_hub: Hub, kiosk: Kiosk, fleet: Fleet, broker: MosquittoProcess
 ) -> None:
     staff_account(web_hub, "suzuki")
-    probe = Probe(broker.host, broker.port, hub_identity(fleet)).start(
+    probe = Probe(broker.host, hub_port(fleet), hub_identity(fleet)).start(
         f"{contract.ROOT}/{kiosk.dev}/#", hub_online=None
     )
     try:

@@ -11,7 +11,7 @@ from edge import contract
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
 from provisioning.pki import Authority
-from tests.conftest import can_connect, device_identity, hub_identity
+from tests.conftest import can_connect, device_identity, hub_identity, hub_port
 from tests.mqtt_probe import Identity, Probe, client, wait_until
 
 
@@ -24,7 +24,7 @@ def two_devices(fleet: Fleet) -> Fleet:
 
 def test_device_with_its_certificate_connects(two_devices: Fleet, broker: MosquittoProcess) -> None:
     assert can_connect(broker, device_identity(two_devices, "dev-a"))
-    assert can_connect(broker, hub_identity(two_devices))
+    assert can_connect(broker, hub_identity(two_devices), hub_port(two_devices))
 
 
 def _session_opens(c: mqtt.Client, broker: MosquittoProcess) -> bool:
@@ -61,22 +61,24 @@ def test_certificate_of_another_fleet_is_refused(
     assert not can_connect(broker, forged)
 
 
-def test_revoked_device_is_refused_after_reload_others_stay(
+def test_revoked_device_is_disconnected_and_refused_others_stay(
     two_devices: Fleet, broker: MosquittoProcess, hub_probe: Probe
 ) -> None:
     sessions = {}
+    dropped: list[str] = []
     for name in ("dev-a", "dev-b"):
         c = sessions[name] = client(device_identity(two_devices, name))
+        c.reconnect_delay_set(60, 60)  # a revoked device's retry must not race the check
+        c.on_disconnect = lambda *a, name=name: dropped.append(name)  # type: ignore[misc]
         c.connect(broker.host, broker.port)
         c.loop_start()
         wait_until(c.is_connected, 5, f"{name} session")
-    two_devices.revoke("dev-a")
-    broker.reload()
+    two_devices.revoke("dev-a")  # tells the running broker: the live session is dropped
+    wait_until(lambda: "dev-a" in dropped, 5, "revoked session dropped")
+    broker.reload()  # the CRL, for the next handshake
     wait_until(lambda: not can_connect(broker, device_identity(two_devices, "dev-a")), 5, "refusal")
     b = sessions["dev-b"]
-    assert b.is_connected()  # the reload did not drop another device's session
-    # the revoked device's live session has lost every right
-    sessions["dev-a"].publish(contract.tele("dev-a"), b"{}", qos=1).wait_for_publish(5)
+    assert dropped == ["dev-a"]  # the revocation did not drop another device's session
     b.publish(contract.tele("dev-b"), b"{}", qos=1).wait_for_publish(5)
     wait_until(lambda: hub_probe.on("dev-b/tele"), 5, "dev-b still publishes")
     assert hub_probe.on("dev-a/tele") == []
@@ -129,8 +131,7 @@ def test_device_cannot_read_another_devices_commands(
         hub_probe.command("dev-b", "ping")
         hub_probe.command("dev-a", "ping")
         wait_until(lambda: own.on("dev-b/cmd/ping"), 5, "dev-b gets its command")
-        wait_until(lambda: a.on("dev-a/cmd/ping"), 5, "dev-a gets its own command")
-        assert a.on("dev-b/cmd/ping") == []
+        assert a.on("dev-b/cmd/ping") == []  # the wildcard subscription itself is refused
     finally:
         a.stop()
         own.stop()

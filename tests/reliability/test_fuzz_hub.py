@@ -12,7 +12,7 @@ from edge import contract
 from hub.cli import Hub
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
-from tests.conftest import hub_identity
+from tests.conftest import hub_identity, hub_port
 from tests.mqtt_probe import client, wait_until
 from tests.reliability.conftest import report, scale
 
@@ -84,7 +84,7 @@ def test_ten_thousand_generated_messages_at_the_hub(
     rng = random.Random(2026)
     assert hub.relay.wait_connected(10)
     pub = client(hub_identity(fleet))
-    pub.connect(broker.host, broker.port)
+    pub.connect(broker.host, hub_port(fleet))
     pub.loop_start()
     sent_valid: Counter[str] = Counter()
     seqs = Counter[str]()

@@ -109,6 +109,7 @@ def sighting(
         prio=contract.Priority.ALARM,
         hist=hist,
         created=seen,
+        age_s=ago.total_seconds(),
         data=data.model_dump(mode="json"),
     )
     c.publish(contract.event(dev, "wildlife.incursion"), payload.dumps(), qos=1).wait_for_publish(5)
@@ -191,6 +192,7 @@ def test_escalation_to_the_duty_roster_and_the_line_budget(
     from hub.alerts import deliveries
 
     hook_port, posts = webhook
+    hub.alerts.retry_delays = ()  # one attempt each: the LINE rows below are counted
     hub.alerts.add_subscriber("first", f"json://127.0.0.1:{hook_port}/first")
     hub.alerts.add_subscriber("backup", f"json://127.0.0.1:{hook_port}/backup", duty=1)
     hub.alerts.add_subscriber("line-group", "line://token/Uabcdef")  # counts against the budget
