@@ -172,6 +172,7 @@ def build(config: Path) -> Hub:
         CallBook(store),
         ingest.send_command,
         lambda user, action, target, detail: accounts.record(user, action, target, detail),
+        roster=roster,
     )
     app = create_app(
         store,

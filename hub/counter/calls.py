@@ -2,7 +2,8 @@
 
 The first answer wins by a conditional UPDATE (``staff IS NULL``), which is atomic in SQLite
 and PostgreSQL alike, so two members of staff (or two hub processes) can never both take a
-call. Nothing else of a call is stored: no frame, no sound; a still only when saved with a
+call. A call is connected to whoever holds that claim (``holder``), whatever the kiosk says.
+Nothing else of a call is stored: no frame, no sound; a still only when saved with a
 reason.
 """
 
@@ -64,13 +65,34 @@ class CallBook:
             )
         return done.rowcount == 1
 
-    def end(self, call: str, reason: str) -> dict[str, Any] | None:
-        """Mark the call over (once); return its row the first time, None after."""
+    def holder(self, call: str, dev: str) -> dict[str, Any] | None:
+        """The row of ``dev``'s call if a member of staff has claimed it and it is not over.
+
+        This, never what a kiosk says, is who a call is connected to."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(
+                    sa.select(calls).where(
+                        calls.c.call == call,
+                        calls.c.device == dev,
+                        calls.c.staff.is_not(None),
+                        calls.c.ended.is_(None),
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        return {k: _utc(v) for k, v in row.items()} if row else None
+
+    def end(self, call: str, reason: str, dev: str | None = None) -> dict[str, Any] | None:
+        """Mark the call over (once); return its row the first time, None after. With
+        ``dev``, only that device's call (a kiosk cannot close another kiosk's record)."""
+        where = [calls.c.call == call, calls.c.ended.is_(None)]
+        if dev is not None:
+            where.append(calls.c.device == dev)
         with self.engine.begin() as conn:
             done = conn.execute(
-                calls.update()
-                .where(calls.c.call == call, calls.c.ended.is_(None))
-                .values(ended=datetime.now(UTC), reason=reason)
+                calls.update().where(*where).values(ended=datetime.now(UTC), reason=reason)
             )
             if done.rowcount != 1:
                 return None

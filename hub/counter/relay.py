@@ -5,8 +5,12 @@ kiosk's retained call state, the two views' JPEG frames, document stills and the
 signalling; staff pages reach it through plain method calls. Kiosks only ever connect out,
 so everything the hub says to a kiosk is a command on the kiosk's ``cmd/`` topics.
 
+* Only kiosks (by the fleet roster, not by their word) may speak on the call channels.
 * A call is recorded (``CallBook``) when it starts ringing; the first member of staff to
-  answer wins by an atomic claim, and the kiosk then starts its cameras.
+  answer wins by an atomic claim, and the kiosk then starts its cameras. The hub owns the
+  call: a kiosk's "connected" only confirms a claim the hub holds, for the same member of
+  staff; "connected" for a call nobody answered is refused, audited and ended (a stolen
+  kiosk certificate must never open a member of staff's camera and microphone).
 * Frames are kept only as "the latest of each view" of a connected call and handed to the
   answering staff member alone; each frame handed over is acknowledged to the kiosk
   (``view-ack``), so the kiosk sends no faster than the staff browser takes frames and a
@@ -23,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +42,7 @@ from edge import contract
 from hub.config import HubConfig
 from hub.counter.calls import CallBook
 from hub.ingest import reason_of
+from hub.roster import Roster
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,13 @@ KIOSK_GONE_S = 30.0
 MAX_STILLS = 20
 #: commands expire at the broker after this long: a stale one must never reach a kiosk
 LIVE_EXPIRY_S = 10
+#: a refused call state is audited and ended once per call in this long (it may be retained
+#: and come again on every reconnect) ...
+REFUSE_AGAIN_S = 60.0
+#: ... and a device gets at most this many audit entries an hour (the counters count all)
+REFUSALS_AUDITED_PER_HOUR = 20
+#: calls remembered as over, so a late or replayed state cannot bring one back
+FINISHED_KEPT = 1024
 
 SendCommand = Callable[[str, str, dict[str, Any]], str]
 Audit = Callable[[str, str, str, str], None]  # user, action, target, detail
@@ -114,14 +126,18 @@ class Relay:
         send_command: SendCommand,
         audit: Audit,
         *,
+        roster: Roster,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cfg, self.book = cfg, book
+        self.cfg, self.book, self.roster = cfg, book, roster
         self._send_command, self._audit, self._clock = send_command, audit, clock
         self.counters: Counter[str] = Counter()
         self.staff_gone_s, self.kiosk_gone_s = STAFF_GONE_S, KIOSK_GONE_S
         self.kiosks: dict[str, KioskSeen] = {}
         self.calls: dict[str, LiveCall] = {}  # ringing or connected, by call id
+        self._finished: OrderedDict[str, None] = OrderedDict()  # calls over, newest last
+        self._refused: OrderedDict[tuple[str, str], float] = OrderedDict()  # (dev, call)
+        self._audited: dict[str, deque[float]] = {}  # refusals audited per device
         self._cv = threading.Condition()
         self._stopping = threading.Event()
         m = cfg.mqtt
@@ -174,6 +190,7 @@ class Relay:
             return  # the hub's own retained state matches +/state
         try:
             t = contract.parse_topic(msg.topic)
+            self.roster.check(t)  # a known device, on a channel of its role (kiosk)
             if t.channel in contract.BINARY_CHANNELS:
                 meta = dict(getattr(msg.properties, "UserProperty", None) or []).get("meta")
                 _, m, jpeg = contract.decode_jpeg(msg.topic, bytes(msg.payload), meta)
@@ -183,7 +200,7 @@ class Relay:
                     self._still(t.dev, m, jpeg)
                 return
             if t.channel == "reply":
-                self._reply(msg)
+                self._reply(t.dev, msg)
                 return
             _, payload = contract.decode(msg.topic, bytes(msg.payload))
             if isinstance(payload, contract.CallState):
@@ -204,6 +221,8 @@ class Relay:
         log.warning("counter relay rejected %r (%s): %s", topic[:200], reason, detail[:500])
 
     def _device_state(self, dev: str, online: bool) -> None:
+        if self.roster.role(dev) != "kiosk":
+            return  # only kiosks have calls
         with self._cv:
             k = self.kiosks.setdefault(dev, KioskSeen(dev))
             if k.online != online:
@@ -211,38 +230,91 @@ class Relay:
             self._cv.notify_all()
 
     def _call_state(self, dev: str, s: contract.CallState) -> None:
+        """Follow a kiosk's word on its call, as far as the hub agrees with it.
+
+        Ringing and ended are the kiosk's to say about its own calls. Connected only
+        confirms a claim the hub holds (``CallBook.holder``) for the same member of staff;
+        the kiosk's ``staff`` field is checked against the claim, never taken from it."""
+        held = None
+        if s.call and s.state == "connected":
+            held = self.book.holder(s.call, dev)
         ended: list[tuple[LiveCall, str]] = []
+        refused: str | None = None
         with self._cv:
-            k = self.kiosks.setdefault(dev, KioskSeen(dev))
-            k.state = s
-            # whatever this kiosk had open before and is not this call is over
-            ended += [
-                (c, "kiosk_restarted")
-                for c in self.calls.values()
-                if c.dev == dev and c.call != s.call
-            ]
-            if s.call and s.state in ("ringing", "connected"):
-                live = self.calls.get(s.call)
-                if live is None:
-                    live = LiveCall(s.call, dev, s.since)
-                    self.calls[s.call] = live
-                    self.counters["calls"] += 1
-                live.state, live.sending = s.state, list(s.sending)
-                if s.state == "connected":
-                    live.staff = s.staff
-                    live.answered = live.answered or s.since
-                    live.polled = live.polled or self._clock()
-            elif s.call and s.state == "ended" and s.call in self.calls:
-                ended.append((self.calls[s.call], s.reason or "cancelled"))
+            live = self.calls.get(s.call) if s.call else None
+            if live is not None and live.dev != dev:
+                refused, live = "other_device", None
+            elif s.call and s.call in self._finished and s.state != "ended":
+                self.counters["late_states"] += 1  # a call already over stays over
+                return
+            elif s.state == "connected" and (held is None or held["staff"] != s.staff):
+                refused = "unanswered" if held is None else "wrong_staff"
+                if refused == "unanswered" and live is not None:
+                    ended.append((live, "refused"))  # out of the queue: nobody takes it now
+            else:
+                self.kiosks.setdefault(dev, KioskSeen(dev)).state = s
+                # whatever this kiosk had open before and is not this call is over
+                ended += [
+                    (c, "kiosk_restarted")
+                    for c in self.calls.values()
+                    if c.dev == dev and c.call != s.call
+                ]
+                if s.call and s.state in ("ringing", "connected"):
+                    if live is None:
+                        live = LiveCall(s.call, dev, s.since)
+                        self.calls[s.call] = live
+                        self.counters["calls"] += 1
+                    live.state, live.sending = s.state, list(s.sending)
+                    if held is not None:  # connected, to the staff member holding the claim
+                        live.staff = held["staff"]
+                        live.answered = live.answered or held["answered"]
+                        live.polled = live.polled or self._clock()
+                elif s.call and s.state == "ended" and live is not None:
+                    ended.append((live, s.reason or "cancelled"))
             self._cv.notify_all()
-        if s.call and s.state == "ringing":
+        if refused:
+            self._refuse(dev, s, refused, held)
+        elif s.call and s.state == "ringing":
             self.book.rang(s.call, dev, s.since)
         elif s.call and s.state == "ended" and not ended:
             # ended while this hub was away: close the record it may have left open
             self._record_end(s.call, dev, s.reason or "link_lost")
-        for live, reason in ended:
-            self._finish(live, reason)
+        for c, reason in ended:
+            self._finish(c, reason)
         self._requeue()
+
+    def _refuse(
+        self, dev: str, s: contract.CallState, reason: str, held: dict[str, Any] | None
+    ) -> None:
+        """Count, log and audit a call state the hub does not accept; end an unanswered
+        "connected" at the kiosk. Once per call a minute: a retained state comes again."""
+        said = f"{s.state} with {s.staff!r}" if s.staff else s.state
+        why = {
+            "unanswered": "no member of staff answered this call",
+            "wrong_staff": f"the call is answered by {held['staff'] if held else None!r}",
+            "other_device": "the call belongs to another kiosk",
+        }[reason]
+        self._reject(contract.call(dev), reason, f"call {s.call}: says {said}; {why}")
+        now = self._clock()
+        with self._cv:
+            key = (dev, s.call or "")
+            last = self._refused.get(key)
+            if last is not None and now - last < REFUSE_AGAIN_S:
+                return
+            self._refused[key] = now
+            self._refused.move_to_end(key)
+            while len(self._refused) > FINISHED_KEPT:
+                self._refused.popitem(last=False)
+            seen = self._audited.setdefault(dev, deque())
+            while seen and now - seen[0] > 3600:
+                seen.popleft()
+            audit = len(seen) < REFUSALS_AUDITED_PER_HOUR
+            if audit:
+                seen.append(now)
+        if reason == "unanswered" and s.call:
+            self._send_command(dev, "call-end", {"call": s.call})
+        if audit:
+            self._audit(dev, "counter.refused", dev, f"call {s.call}: said {said}; {why}")
 
     def _frame(self, dev: str, name: str, m: contract.ViewMeta, jpeg: bytes) -> None:
         with self._cv:
@@ -272,14 +344,14 @@ class Relay:
             live.signals.append({"type": s.type, "sdp": s.sdp})
             self._cv.notify_all()
 
-    def _reply(self, msg: mqtt.MQTTMessage) -> None:
+    def _reply(self, dev: str, msg: mqtt.MQTTMessage) -> None:
         corr = getattr(msg.properties, "CorrelationData", None)
         if not corr:
             return
         corr_s = corr.decode(errors="replace")
         with self._cv:
             live = next((c for c in self.calls.values() if corr_s in c.capture_corr), None)
-            if live is None:
+            if live is None or live.dev != dev:
                 return
         _, reply = contract.decode(msg.topic, bytes(msg.payload))
         assert isinstance(reply, contract.CommandReply)
@@ -294,6 +366,9 @@ class Relay:
         """Forget the call's media and record its end (once, whichever side ended it)."""
         with self._cv:
             self.calls.pop(live.call, None)
+            self._finished[live.call] = None
+            while len(self._finished) > FINISHED_KEPT:
+                self._finished.popitem(last=False)
             live.frames.clear()
             live.stills.clear()
             live.state = "ended"
@@ -301,7 +376,7 @@ class Relay:
         self._record_end(live.call, live.dev, reason)
 
     def _record_end(self, call: str, dev: str, reason: str) -> None:
-        row = self.book.end(call, reason)
+        row = self.book.end(call, reason, dev)
         if row and row.get("staff") and row.get("answered"):
             secs = (row["ended"] - row["answered"]).total_seconds()
             self._audit(
@@ -476,18 +551,26 @@ class Relay:
                     live.polled = now
 
     def console(self, staff: str) -> dict[str, Any]:
-        """What the staff console shows: kiosks, the ringing queue, this person's call."""
+        """What the staff console shows: kiosks, the ringing queue, this person's call.
+
+        "This person's call" is one they answered: the call book holds their claim
+        (``answered_by_me``); the console starts no camera or microphone for anything else.
+        """
         self.touch(staff)
         now = datetime.now(UTC)
+        with self._cv:
+            held = next((c for c in self.calls.values() if c.staff == staff), None)
+        claimed = (
+            held is not None and (self.book.holder(held.call, held.dev) or {}).get("staff") == staff
+        )
+        if held is not None and not claimed:
+            log.error("call %s at %s: not claimed by %s in the book", held.call, held.dev, staff)
         with self._cv:
             queue = sorted(
                 (c for c in self.calls.values() if c.state == "ringing" and not c.staff),
                 key=lambda c: c.rang,
             )
-            mine = next(
-                (c for c in self.calls.values() if c.staff == staff),
-                None,
-            )
+            mine = held if claimed and held and self.calls.get(held.call) is held else None
             others = [c for c in self.calls.values() if c.staff and c.staff != staff]
             kiosks = [
                 {
@@ -514,6 +597,7 @@ class Relay:
                     "call": mine.call,
                     "dev": mine.dev,
                     "state": mine.state,
+                    "answered_by_me": True,
                     "sending": mine.sending,
                     "answered": contract.iso(mine.answered) if mine.answered else None,
                     "stills": [
