@@ -42,6 +42,15 @@ function ring() {
 
 // -- the console state
 let mine = null;
+// the call this page answered (kept over a reload of this tab): camera, microphone and the
+// views start for that call only, never for one the hub merely shows as ours
+// (call ids are never reused, so an old one left here matches nothing)
+let answered = sessionStorage.getItem("counter.answered");
+function answeredHere(call) {
+  answered = call;
+  sessionStorage.setItem("counter.answered", call);
+}
+const ours = (m) => !!m && m.answered_by_me === true && m.call === answered;
 function render(s) {
   const q = $("queue");
   q.replaceChildren(...s.queue.map((c) => {
@@ -53,7 +62,8 @@ function render(s) {
     const b = document.createElement("button");
     b.textContent = "Answer";
     b.disabled = !!s.mine;
-    b.addEventListener("click", () => post(`/counter/calls/${c.call}/answer`).then(poll, () => {}));
+    b.addEventListener("click", () => post(`/counter/calls/${c.call}/answer`)
+      .then(() => { answeredHere(c.call); poll(); }, () => {}));
     li.append(b);
     return li;
   }));
@@ -67,20 +77,25 @@ function render(s) {
 function showCall(m) {
   $("live").hidden = !m;
   if (!m) { if (mine) stopCall(); return; }
-  if (!mine || mine.call !== m.call) { if (mine) stopCall(); startCall(m); }
+  if (!mine || mine.call !== m.call || mine.ours !== ours(m)) { if (mine) stopCall(); startCall(m); }
   mine.state = m.state;
   $("live-dev").textContent = m.dev;
-  $("live-state").textContent = m.state === "connected" ? "connected" : "connecting…";
+  $("live-state").textContent = !mine.ours ? "answered in another window"
+    : m.state === "connected" ? "connected" : "connecting…";
   $("live-for").textContent = m.answered
     ? `for ${mins(Math.round((Date.now() - Date.parse(m.answered)) / 1000))}` : "";
-  if (m.state === "connected" && !mine.voice) voice(mine);
+  if (m.state === "connected" && mine.ours && !mine.voice) voice(mine);
   renderStills(m);
   if (m.problems.length) problem(m.problems[m.problems.length - 1]);
 }
 
 function startCall(m) {
   problem("");
-  mine = {call: m.call, state: m.state, voice: null, stills: ""};
+  mine = {call: m.call, state: m.state, voice: null, stills: "", ours: ours(m)};
+  if (!mine.ours) {
+    problem("You answered this call in another window: talk there, or end it here.");
+    return;
+  }
   for (const name of ["face", "doc"]) view(mine, name);
 }
 function stopCall() {
@@ -126,6 +141,7 @@ setInterval(() => {  // how old the picture on screen is
 
 // -- voice: this page offers (camera + microphone), the kiosk's screen answers
 async function voice(r) {
+  if (!r.ours || r.call !== answered) return;  // never for a call this page did not answer
   const pc = new RTCPeerConnection({iceServers: []});
   r.voice = {pc, media: null, after: 0};
   try {
