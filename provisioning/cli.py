@@ -88,9 +88,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     img = psub.add_parser(
         "image",
         help="write a device's cloud-init seed into a Raspberry Pi OS image",
-        description="Write user-data, network-config and meta-data for NAME into the FAT boot "
-        "partition of a Raspberry Pi OS .img file, with mtools: no root, no loop mount. The "
-        "device's private key is removed from the boot partition at the end of the first boot.",
+        description="Write user-data, network-config, meta-data and this project's wheel for "
+        "NAME into the FAT boot partition of a Raspberry Pi OS .img file, with mtools: no root, "
+        "no loop mount. First boot installs that wheel after checking its sha256, never the "
+        "name from a package index; then it removes the private key and the Wi-Fi passphrase "
+        "from the boot partition and from cloud-init's state and logs.",
     )
     img.add_argument("--device", required=True, help="device id from the inventory")
     img.add_argument("--image", required=True, type=Path, help="Raspberry Pi OS .img file")
@@ -103,9 +105,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     img.add_argument(
         "--package",
-        default="mimamori",
-        help="pip requirement to install on first boot, e.g. a wheel URL on the "
-        "hub (default: %(default)s)",
+        metavar="WHEEL",
+        help="a prebuilt mimamori .whl to ship in the seed (default: build one from this "
+        "checkout with pip wheel); a package name is refused",
     )
     img.set_defaults(func=_image)
 
@@ -154,12 +156,16 @@ def _revoke(args: argparse.Namespace) -> int:
 
 @reports_errors
 def _image(args: argparse.Namespace) -> int:
-    from provisioning.image import Network, build_seed, write_files
+    import tempfile
+
+    from provisioning.image import Network, boot_partition, build_seed, seed_wheel, write_files
 
     password = args.wifi_password_file.read_text().strip() if args.wifi_password_file else None
-    seed = build_seed(
-        Fleet.open(args.fleet), args.device, Network(args.wifi_ssid, password), package=args.package
-    )
+    fleet = Fleet.open(args.fleet)
+    boot_partition(args.image)  # a wrong file is refused before the wheel is built
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = seed_wheel(args.package, Path(tmp))
+        seed = build_seed(fleet, args.device, Network(args.wifi_ssid, password), wheel=wheel)
     part = write_files(args.image, seed)
     print(
         f"wrote {', '.join(seed)} into partition {part.index} of {args.image} "

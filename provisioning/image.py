@@ -4,20 +4,43 @@ The image's MBR partition table gives the FAT boot partition's offset; ``mtools`
 files straight into that partition inside the image file (``mcopy -i IMAGE@@OFFSET``).
 Nothing else in the image is touched.
 
+The software: the seed carries this project's own wheel, built from the checkout at seed time
+(``pip wheel --no-deps``) or given as a file, next to ``user-data`` on the boot partition.
+``user-data`` pins the wheel's sha256; first boot checks it with ``sha256sum -c`` and only then
+installs the wheel with ``pip install --no-index --no-deps``, so the name ``mimamori`` is never
+looked up on a package index (the public index has an unrelated project of that name). The
+wheel's dependencies are then installed from the index by their own names and the version
+ranges in ``pyproject.toml``; they are not hash-pinned, because the Pi's platform wheels
+(aarch64, its Python) are not known on the admin machine.
+
 Secrets: the device's private key travels inside ``user-data`` (cloud-init writes it to
-``/etc/mimamori`` readable only by the service user). The seed also carries
-``user-data.redacted``, the same document without any secret; the last first-boot command
-replaces ``user-data`` with it, so the key stays on the FAT partition only until the first boot
-completes and the SD card never carries it afterwards.
+``/etc/mimamori`` readable only by the service user) and the Wi-Fi passphrase inside
+``network-config``. The seed also carries ``user-data.redacted`` and
+``network-config.redacted``, the same documents without any secret. Right after the wheel is
+installed, first boot runs ``/opt/mimamori/wipe-seed`` (``provisioning/wipe_seed.py``): it
+deletes cloud-init's copies of the raw user-data under ``/var/lib/cloud/instances/*/``
+(``user-data.txt``, ``user-data.txt.i``, ``cloud-config.txt``, ``obj.pkl``), redacts any other
+trace of the key or passphrase in cloud-init's state and logs, deletes the wheel and finally
+replaces ``user-data`` and ``network-config`` with the redacted copies. The key then lives only
+in ``/etc/mimamori/device.key`` and the passphrase only in the network manager's configuration.
+``updates.network.when: [boot-new-instance]`` keeps cloud-init from ever re-applying the
+redacted ``network-config``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+import shlex
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
+import tomllib
+import zipfile
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +53,11 @@ FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}
 INSTALL_DIR = "/opt/mimamori"
 CONFIG_DIR = "/etc/mimamori"
 BOOT_DIR = "/boot/firmware"
-SEED_FILES = ("user-data", "user-data.redacted", "network-config", "meta-data")
-UNITS_DIR = Path(__file__).resolve().parent.parent / "systemd"
+PROJECT = "mimamori"
+CHECKOUT = Path(__file__).resolve().parent.parent
+UNITS_DIR = CHECKOUT / "systemd"
+WIPE_SCRIPT = Path(__file__).resolve().with_name("wipe_seed.py")
+WIPE_PATH = f"{INSTALL_DIR}/wipe-seed"
 
 
 @dataclass(frozen=True)
@@ -94,6 +120,123 @@ def write_files(image: Path, files: dict[str, bytes]) -> Partition:
     return part
 
 
+# -- the project's own wheel -------------------------------------------------------------
+
+_WHEEL_NAME = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def check_wheel(path: Path) -> Path:
+    """``path`` if it is a wheel of this project (by file name and by its own metadata)."""
+    m = _WHEEL_NAME.match(path.name)
+    if not path.is_file() or m is None or _normalize(m["name"]) != PROJECT:
+        raise ImageError(f"{path}: not a {PROJECT} wheel file ({PROJECT}-VERSION-...whl)")
+    try:
+        with zipfile.ZipFile(path) as whl:
+            meta = [n for n in whl.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+            headers = BytesHeaderParser().parsebytes(whl.read(meta[0])) if meta else None
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ImageError(f"{path}: not a readable wheel: {e}") from e
+    if headers is None or _normalize(headers.get("Name", "")) != PROJECT:
+        raise ImageError(f"{path}: its metadata does not name the {PROJECT} project")
+    return path
+
+
+def requirements(wheel: Path) -> list[str]:
+    """The wheel's own dependencies (Requires-Dist without the optional extras)."""
+    with zipfile.ZipFile(wheel) as whl:
+        meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+        headers = BytesHeaderParser().parsebytes(whl.read(meta))
+    return [r for r in headers.get_all("Requires-Dist") or [] if "extra" not in r.partition(";")[2]]
+
+
+def build_wheel(out_dir: Path, checkout: Path = CHECKOUT) -> Path:
+    """Build this project's wheel from ``checkout`` into ``out_dir`` (``pip wheel --no-deps``).
+
+    The sources are copied to a scratch directory first, so the build neither writes into the
+    checkout nor picks up a stale ``build/`` tree from it.
+    """
+    pyproject = checkout / "pyproject.toml"
+    if not pyproject.is_file():
+        raise ImageError(
+            f"{checkout}: no pyproject.toml to build the {PROJECT} wheel from "
+            "(run from a mimamori checkout, or pass --package PATH.whl)"
+        )
+    find = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"]["find"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for item in checkout.iterdir():
+            if item.is_file():
+                shutil.copy2(item, src / item.name)
+            elif item.is_dir() and any(item.match(pat) for pat in find["include"]):
+                shutil.copytree(item, src / item.name, ignore=shutil.ignore_patterns("__pycache__"))
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--quiet",
+                "-w",
+                str(out_dir),
+                str(src),
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode != 0:
+            raise ImageError(
+                f"building the {PROJECT} wheel failed:\n{(res.stdout + res.stderr).strip()}"
+            )
+    wheels = sorted(out_dir.glob(f"{PROJECT}-*.whl"), key=lambda p: p.stat().st_mtime)
+    if not wheels:
+        raise ImageError(f"pip wheel left no {PROJECT} wheel in {out_dir}")
+    return check_wheel(wheels[-1])
+
+
+def seed_wheel(package: str | None, out_dir: Path) -> Path:
+    """The wheel to ship: ``package`` (a path to a prebuilt wheel) or one built from the checkout.
+
+    A requirement or bare name is refused: first boot would resolve it on a package index, and
+    the public index has an unrelated project called ``mimamori``.
+    """
+    if package is None:
+        return build_wheel(out_dir)
+    path = Path(package)
+    if not path.exists() and not package.endswith(".whl"):
+        raise ImageError(
+            f"--package {package!r} is not a wheel file: the seed never installs {PROJECT} by "
+            "name, because a package index would resolve it (the public index has an unrelated "
+            f"project called {PROJECT}). Give the path to a {PROJECT} .whl, or leave --package "
+            "out to build the wheel from this checkout"
+        )
+    return check_wheel(path)
+
+
+def _install_steps(wheel: Path, data: bytes) -> tuple[list[list[str]], list[list[str]]]:
+    """First-boot commands: the wheel, hash-checked, never from an index; then its dependencies."""
+    pip = f"{INSTALL_DIR}/.venv/bin/pip"
+    on_boot = f"{BOOT_DIR}/{wheel.name}"
+    check = f"{hashlib.sha256(data).hexdigest()}  {on_boot}"
+    install = [
+        ["python3", "-m", "venv", f"{INSTALL_DIR}/.venv"],
+        [
+            "sh",
+            "-c",
+            f"echo {shlex.quote(check)} | sha256sum -c - && "
+            f"{pip} install --no-index --no-deps {shlex.quote(on_boot)}",
+        ],
+    ]
+    dependencies = [[pip, "install", *requirements(wheel)]]
+    return install, dependencies
+
+
 # -- the seed ---------------------------------------------------------------------------
 
 
@@ -113,13 +256,16 @@ UNIT_BY_ROLE = {
 }
 
 
-def build_seed(fleet: Fleet, name: str, network: Network, *, package: str) -> dict[str, bytes]:
-    """The cloud-init NoCloud files for device ``name``."""
+def build_seed(fleet: Fleet, name: str, network: Network, *, wheel: Path) -> dict[str, bytes]:
+    """The cloud-init NoCloud files for device ``name``, with ``wheel`` to install on first boot."""
+    wheel = check_wheel(wheel)
+    wheel_data = wheel.read_bytes()
     info = fleet.inventory().get(name)
     if info is None:
         raise FleetError(f"device {name!r} is not in the inventory")
     if info.get("revoked"):
         raise FleetError(f"device {name!r} is revoked")
+    install, dependencies = _install_steps(wheel, wheel_data)
     dev_dir = fleet.root / "devices" / name
     config = fleet.device_config(name).read_text()
     config = _installed_config(config)
@@ -150,6 +296,7 @@ def build_seed(fleet: Fleet, name: str, network: Network, *, package: str) -> di
             "content": (dev_dir / "ca.crt").read_text(),
             "permissions": "0644",
         },
+        {"path": WIPE_PATH, "content": WIPE_SCRIPT.read_text(), "permissions": "0700"},
     ]
     unit = UNIT_BY_ROLE[info["role"]]
     unit_file = UNITS_DIR / unit
@@ -174,16 +321,19 @@ def build_seed(fleet: Fleet, name: str, network: Network, *, package: str) -> di
                 "groups": ["video", "gpio", "dialout", "audio"],
             },
         ],
+        # cloud-init applies network-config once; later boots must not apply the redacted copy
+        "updates": {"network": {"when": ["boot-new-instance"]}},
         "package_update": True,
         "packages": ["python3-venv", "python3-pip"],
         "write_files": public_files + secret_files,
         "runcmd": [
-            ["python3", "-m", "venv", f"{INSTALL_DIR}/.venv"],
-            [f"{INSTALL_DIR}/.venv/bin/pip", "install", package],
+            *install,
+            # the key and the passphrase leave the boot partition and cloud-init's state as
+            # soon as the wheel is in: deferred write_files ran before runcmd
+            ["python3", WIPE_PATH, "--root", "/"],
+            *dependencies,
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", unit],
-            # the private key leaves the FAT partition once it is on the root filesystem
-            ["mv", f"{BOOT_DIR}/user-data.redacted", f"{BOOT_DIR}/user-data"],
             ["sync"],
         ],
     }
@@ -191,17 +341,17 @@ def build_seed(fleet: Fleet, name: str, network: Network, *, package: str) -> di
     return {
         "user-data": _cloud_config(user_data),
         "user-data.redacted": _cloud_config(redacted),
-        "network-config": yaml.safe_dump(_network_config(network), sort_keys=False).encode(),
-        "meta-data": yaml.safe_dump(
+        "network-config": _yaml(_network_config(network)),
+        "network-config.redacted": _yaml(_network_config(network, redact=True)),
+        "meta-data": _yaml(
             {"instance-id": f"mimamori-{name}-{info['serial'][-8:]}", "local-hostname": name}
-        ).encode(),
+        ),
+        wheel.name: wheel_data,
     }
 
 
 def _installed_config(text: str) -> str:
     """The device.toml as installed: data in /var/lib/mimamori, credentials in /etc/mimamori."""
-    import tomllib
-
     import tomli_w
 
     cfg = tomllib.loads(text)
@@ -213,9 +363,13 @@ def _cloud_config(doc: dict[str, Any]) -> bytes:
     return b"#cloud-config\n" + yaml.safe_dump(doc, sort_keys=False, width=1000).encode()
 
 
-def _network_config(net: Network) -> dict[str, Any]:
+def _yaml(doc: dict[str, Any]) -> bytes:
+    return yaml.safe_dump(doc, sort_keys=False).encode()
+
+
+def _network_config(net: Network, *, redact: bool = False) -> dict[str, Any]:
     if net.ssid:
-        access_point = {"password": net.password} if net.password else {}
+        access_point = {"password": net.password} if net.password and not redact else {}
         return {
             "version": 2,
             "wifis": {

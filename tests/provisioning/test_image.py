@@ -63,6 +63,12 @@ def digest(path: Path, start: int, size: int) -> str:
         return hashlib.sha256(f.read(size)).hexdigest()
 
 
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This checkout's wheel, built once for the module."""
+    return image.build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
 @pytest.fixture
 def pi_image(tmp_path: Path) -> tuple[Path, int, int]:
     img = tmp_path / "raspios.img"
@@ -70,14 +76,12 @@ def pi_image(tmp_path: Path) -> tuple[Path, int, int]:
     return img, start, size
 
 
-def test_seed_is_written_and_read_back_byte_identical(fleet: Fleet, pi_image) -> None:
+def test_seed_is_written_and_read_back_byte_identical(fleet: Fleet, pi_image, wheel) -> None:
     img, root_start, root_size = pi_image
     fleet.add_device("field-07", "wildlife", location="east orchard")
     mbr_before = img.read_bytes()[:512]
     root_before = digest(img, root_start, root_size)
-    seed = image.build_seed(
-        fleet, "field-07", image.Network("townnet", "s3cret"), package="mimamori"
-    )
+    seed = image.build_seed(fleet, "field-07", image.Network("townnet", "s3cret"), wheel=wheel)
     part = image.write_files(img, seed)
     assert part.index == 1 and part.start == 2048 * 512
     for name, data in seed.items():
@@ -86,9 +90,9 @@ def test_seed_is_written_and_read_back_byte_identical(fleet: Fleet, pi_image) ->
     assert img.read_bytes()[:512] == mbr_before
 
 
-def test_user_data_has_what_cloud_init_needs_and_key_leaves_boot(fleet: Fleet) -> None:
+def test_user_data_has_what_cloud_init_needs_and_key_leaves_boot(fleet: Fleet, wheel) -> None:
     fleet.add_device("bus-03", "ridership")
-    seed = image.build_seed(fleet, "bus-03", image.Network(), package="mimamori==0.1.0")
+    seed = image.build_seed(fleet, "bus-03", image.Network(), wheel=wheel)
     user = yaml.safe_load(seed["user-data"])
     assert seed["user-data"].startswith(b"#cloud-config\n")
     assert user["hostname"] == "bus-03"
@@ -97,16 +101,29 @@ def test_user_data_has_what_cloud_init_needs_and_key_leaves_boot(fleet: Fleet) -
     assert paths["/etc/mimamori/device.key"]["content"] == key
     assert paths["/etc/mimamori/device.key"]["permissions"] == "0600"
     assert 'data_dir = "/var/lib/mimamori"' in paths["/etc/mimamori/device.toml"]["content"]
-    assert ["systemctl", "enable", "--now", "mimamori-ridership.service"] in user["runcmd"]
-    assert user["runcmd"][-2] == [
-        "mv",
-        "/boot/firmware/user-data.redacted",
-        "/boot/firmware/user-data",
-    ]
+    assert paths["/opt/mimamori/wipe-seed"]["content"] == (
+        Path(image.__file__).with_name("wipe_seed.py").read_text()
+    )
+    runcmd = user["runcmd"]
+    assert ["systemctl", "enable", "--now", "mimamori-ridership.service"] in runcmd
+    # the shipped wheel, checked against its sha256, installed without any index
+    assert seed[wheel.name] == wheel.read_bytes()
+    install = runcmd[1][2]
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert f"{sha}  /boot/firmware/{wheel.name}" in install and "sha256sum -c -" in install
+    assert install.endswith(f"pip install --no-index --no-deps /boot/firmware/{wheel.name}")
+    deps = runcmd[3]
+    assert deps[:2] == ["/opt/mimamori/.venv/bin/pip", "install"] and "paho-mqtt<3,>=2.1" in deps
+    assert not [d for d in deps[2:] if d.startswith("mimamori")]
+    # the wipe runs once the wheel is in, before the slow dependency download
+    assert runcmd[2] == ["python3", "/opt/mimamori/wipe-seed", "--root", "/"]
+    assert user["updates"] == {"network": {"when": ["boot-new-instance"]}}
     redacted = seed["user-data.redacted"]
     assert b"PRIVATE KEY" not in redacted and b"PRIVATE KEY" in seed["user-data"]
+    assert yaml.safe_load(redacted)["runcmd"] == runcmd
     net = yaml.safe_load(seed["network-config"])
     assert net == {"version": 2, "ethernets": {"eth0": {"dhcp4": True, "optional": True}}}
+    assert seed["network-config.redacted"] == seed["network-config"]
     meta = yaml.safe_load(seed["meta-data"])
     assert meta["local-hostname"] == "bus-03" and meta["instance-id"].startswith("mimamori-bus-03-")
 
@@ -114,9 +131,13 @@ def test_user_data_has_what_cloud_init_needs_and_key_leaves_boot(fleet: Fleet) -
 @pytest.mark.skipif(
     not shutil.which("cloud-init"), reason="cloud-init is installed by ./run.sh test"
 )
-def test_user_data_passes_cloud_init_schema(fleet: Fleet, tmp_path: Path) -> None:
+def test_user_data_passes_cloud_init_schema(fleet: Fleet, tmp_path: Path, wheel) -> None:
     fleet.add_device("kiosk-02", "kiosk")
-    seed = image.build_seed(fleet, "kiosk-02", image.Network("office", "pw"), package="mimamori")
+    seed = image.build_seed(fleet, "kiosk-02", image.Network("office", "pw"), wheel=wheel)
+    wifi = yaml.safe_load(seed["network-config"])["wifis"]["wlan0"]["access-points"]
+    assert wifi == {"office": {"password": "pw"}}
+    redacted = yaml.safe_load(seed["network-config.redacted"])["wifis"]["wlan0"]
+    assert redacted["access-points"] == {"office": {}}
     for name in ("user-data", "user-data.redacted"):
         path = tmp_path / name
         path.write_bytes(seed[name])
@@ -128,16 +149,27 @@ def test_user_data_passes_cloud_init_schema(fleet: Fleet, tmp_path: Path) -> Non
 
 
 def test_cli_writes_into_image_and_refuses_non_images(
-    fleet: Fleet, pi_image, tmp_path: Path
+    fleet: Fleet, pi_image, tmp_path: Path, wheel
 ) -> None:
     img, _, _ = pi_image
     fleet.add_device("field-08", "wildlife")
     cli = [sys.executable, "-m", "edge.cli", "provision", "image", "--fleet", str(fleet.root)]
     ok = subprocess.run(
-        [*cli, "--device", "field-08", "--image", str(img)], capture_output=True, text=True
+        [*cli, "--device", "field-08", "--image", str(img), "--package", str(wheel)],
+        capture_output=True,
+        text=True,
     )
     assert ok.returncode == 0, ok.stderr
     assert b"hostname: field-08" in read_back(img, "user-data")
+    assert read_back(img, wheel.name) == wheel.read_bytes()
+    other = tmp_path / "other-1.0-py3-none-any.whl"
+    other.write_bytes(wheel.read_bytes())
+    wrong = subprocess.run(
+        [*cli, "--device", "field-08", "--image", str(img), "--package", str(other)],
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode == 78 and "not a mimamori wheel file" in wrong.stderr
     junk = tmp_path / "junk.img"
     junk.write_bytes(b"\0" * 4096)
     bad = subprocess.run(
