@@ -2,8 +2,9 @@
 # mimamori developer entry point.
 #   ./run.sh demo [ARGS]   local broker + hub + simulated devices; prints the URL to open
 #   ./run.sh test [ARGS]   lint, type checks and the whole test suite (ARGS go to pytest)
-# Both install what they need first: Debian packages (mosquitto; postgresql and chromium for
-# the tests), a virtualenv in .venv and the Python dependencies.
+# Both install what they need first: Debian packages (mosquitto, and gcc with Mosquitto's
+# headers for the broker's guard plugin; postgresql and chromium for the tests), a virtualenv
+# in .venv and the Python dependencies.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -49,16 +50,19 @@ venv() {
     fi
 }
 
+# the broker guard plugin (provisioning/guard.py) is compiled against Mosquitto's headers
+BROKER_BUILD="gcc:gcc mosquitto-dev:/usr/include/mosquitto_broker.h libmosquitto-dev:/usr/include/mosquitto.h"
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
     demo)
-        apt_install mosquitto:/usr/sbin/mosquitto
+        apt_install mosquitto:/usr/sbin/mosquitto $BROKER_BUILD
         venv postgres
         exec .venv/bin/mimamori demo "$@"
         ;;
     test)
-        apt_install mosquitto:/usr/sbin/mosquitto mosquitto-clients:mosquitto_pub \
+        apt_install mosquitto:/usr/sbin/mosquitto $BROKER_BUILD mosquitto-clients:mosquitto_pub \
             postgresql:/usr/lib/postgresql systemd:systemd-analyze mtools:mcopy \
             dosfstools:/usr/sbin/mkfs.vfat fdisk:/usr/sbin/sfdisk cloud-init:cloud-init \
             chromium:/usr/lib/chromium/chromium
@@ -77,7 +81,7 @@ case "$cmd" in
         exit $rc
         ;;
     *)
-        sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

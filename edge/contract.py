@@ -53,11 +53,15 @@ def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: names the hub side uses as MQTT user names: no device may be issued one
+RESERVED_IDS = frozenset({"hub", "fleet-admin"})
+
+
 def check_device_id(dev: str) -> str:
-    if dev == "hub" or not DEVICE_ID_RE.match(dev):
+    if dev in RESERVED_IDS or dev.startswith("hub-") or not DEVICE_ID_RE.match(dev):
         raise ContractError(
             f"device id {dev!r}: expected 1-63 of a-z, 0-9 and '-', starting with a letter "
-            "or digit, and not 'hub'"
+            "or digit, and not 'hub', 'hub-...' or 'fleet-admin' (the hub's own names)"
         )
     return dev
 
@@ -216,6 +220,17 @@ DEVICE_CHANNELS = frozenset({"state", "birth", "tele", "event", "twin", "reply",
 #: ``device.*`` (notices) is for every role
 ROLE_OF_APP = {"wildlife": "wildlife", "ridership": "ridership", "kiosk": "kiosk"}
 ROLES: tuple[str, ...] = ("wildlife", "ridership", "kiosk")
+
+
+#: the channels a device's messages may be retained on (the broker clears the flag elsewhere)
+RETAINED_CHANNELS = frozenset({"state", "birth", "twin", "call"})
+
+
+def device_limit(channel: str) -> int:
+    """The largest payload a device may publish on ``channel`` (bytes)."""
+    return {"event": MAX_EVENT_BYTES, "view": MAX_VIEW_BYTES, "still": MAX_STILL_BYTES}.get(
+        channel, MAX_OTHER_BYTES
+    )
 
 
 def role_may_publish(role: str, channel: str, rest: str = "") -> bool:

@@ -187,7 +187,8 @@ class Link:
             client.publish(contract.twin_reported(self.dev), reported.dumps(), qos=1, retain=True)
 
     def report_job(self, status: contract.JobStatus) -> None:
-        """Publish a job's state (retained); kept and republished on reconnect if offline."""
+        """Publish a job's state (not retained: the hub's session queues it); kept and
+        republished on reconnect if offline."""
         self._job_states[status.job_id] = status
         client = self._client
         if client is not None and self._connected.is_set():
@@ -195,7 +196,7 @@ class Link:
 
     def _publish_job_status(self, client: mqtt.Client, status: contract.JobStatus) -> None:
         client.publish(
-            contract.job_status(self.dev, status.job_id), status.dumps(), qos=1, retain=True
+            contract.job_status(self.dev, status.job_id), status.dumps(), qos=1, retain=False
         )
 
     # -- connection ----------------------------------------------------------------------

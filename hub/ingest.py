@@ -225,7 +225,7 @@ class Ingest:
         for item in items:
             try:
                 topic, payload = contract.decode(item.topic, item.payload)
-                self.roster.check(topic)
+                self._check_trust(topic, payload)
                 if topic.channel == "reply":
                     topic = contract.Topic(topic.dev, topic.channel, item.corr or "")
                 good.append(Message(topic, payload, item.received))
@@ -256,6 +256,35 @@ class Ingest:
         for item in items:
             if item.qos > 0 and item.generation == self._generation:
                 self._client.ack(item.mid, item.qos)
+
+    def _check_trust(self, topic: contract.Topic, payload: contract.Payload) -> None:
+        """What the device says about itself must match what the fleet issued it as:
+        its role's channels and event kinds, its role in the birth, its bus number."""
+        self.roster.check(topic)
+        entry = self.roster.get(topic.dev)
+        assert entry is not None  # check() raised otherwise
+        if isinstance(payload, contract.BirthPayload) and payload.role != entry.role:
+            raise contract.ContractError(
+                f"device {topic.dev!r} was issued as {entry.role}; its birth says {payload.role}",
+                reason="not_allowed",
+            )
+        if isinstance(payload, contract.EventPayload) and payload.kind == "ridership.stop_visit":
+            vehicle = str(payload.data.get("vehicle", ""))
+            if vehicle not in self._vehicles_of(topic.dev, entry.vehicle):
+                raise contract.ContractError(
+                    f"device {topic.dev!r} reports for vehicle {vehicle!r}, not its own",
+                    reason="not_allowed",
+                )
+
+    def _vehicles_of(self, dev: str, issued: str | None) -> set[str]:
+        """The bus numbers a counter may report for: as issued, its device id, or the one
+        the hub itself last set in its config."""
+        ok = {dev, *([issued] if issued else [])}
+        desired = (self.store.device(dev) or {}).get("desired_config") or {}
+        vehicle = (desired.get("ridership") or {}).get("vehicle")
+        if vehicle:
+            ok.add(str(vehicle))
+        return ok
 
     def _reject(self, topic: str, reason: str, detail: str) -> None:
         self.counters["rejected"] += 1

@@ -22,7 +22,9 @@ Every client presents a certificate; its CN becomes its MQTT user name
   device's client, which disconnects its live session at once, and its certificate goes on
   the CRL for the next handshake.
 * **Limits**: each client's queue is capped in messages and bytes (sized in README for a
-  72-hour outage of a normal fleet), packets are capped at the largest channel's size.
+  72-hour outage of a normal fleet), packets at the largest channel's size, and the guard
+  plugin (``provisioning.guard``) holds each device to its channels' sizes, the retain policy
+  and a byte budget.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import contract
+from provisioning import guard
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +175,7 @@ def render_conf(
     hub_bind: str = "127.0.0.1",
     user: str | None = None,
     plugin: str | None = None,
+    guard_plugin: Path | None = None,
 ) -> str:
     broker_dir, ca_dir, hub_ca_dir = broker_dir.resolve(), ca_dir.resolve(), hub_ca_dir.resolve()
     # started as root, Mosquitto switches to `user` (default "mosquitto"); a local demo or
@@ -189,7 +193,7 @@ tls_version tlsv1.2"""
 allow_anonymous false
 plugin {plugin or find_dynsec_plugin()}
 plugin_opt_config_file {broker_dir / DYNSEC_FILE}
-
+{guard.conf_lines(guard_plugin or broker_dir / guard.PLUGIN, [HUB_USER, ADMIN_USER])}
 # queued messages for the hub's persistent session survive a broker restart
 persistence true
 persistence_location {broker_dir / "data"}/
@@ -238,9 +242,17 @@ def write_broker_files(
     broker_dir.mkdir(parents=True, exist_ok=True)
     (broker_dir / "data").mkdir(exist_ok=True)
     conf = broker_dir / "mosquitto.conf"
+    plugin = guard.build(broker_dir)
     conf.write_text(
         render_conf(
-            broker_dir, ca_dir, hub_ca_dir, port=port, hub_port=hub_port, bind=bind, user=user
+            broker_dir,
+            ca_dir,
+            hub_ca_dir,
+            port=port,
+            hub_port=hub_port,
+            bind=bind,
+            user=user,
+            guard_plugin=plugin,
         )
     )
     state = broker_dir / DYNSEC_FILE
