@@ -10,6 +10,12 @@ GTFS-ride files written (spec: github.com/ODOT-PTS/GTFS-ride, ``spec/en/referenc
   of the day-type filter, and one row per trip.
 * ``od_estimate.txt`` (not part of GTFS-ride; other tools ignore it): the IPF estimate per
   route and direction, ``source`` 3 (model estimation).
+
+Every file is written through ``csv_text``, which neutralises spreadsheet formulas: stop names,
+vehicle, route and trip ids come from the devices, and a cell such as ``=HYPERLINK(...)``
+would run when the file is opened in Excel or LibreOffice. A text cell starting with ``=``,
+``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` (OWASP's advice); numbers
+stay numbers.
 """
 
 from __future__ import annotations
@@ -26,11 +32,24 @@ from hub.ridership.trips import Trip
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-def _csv(header: list[str], rows: list[list[object]]) -> str:
+#: what a spreadsheet reads as the start of a formula
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> object:
+    """``value`` as a CSV cell no spreadsheet runs as a formula (numbers are left alone)."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def csv_text(header: list[str], rows: list[list[object]]) -> str:
+    """A CSV file (``\\n`` line ends) with every cell passed through ``safe_cell``."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
+    w.writerow([safe_cell(h) for h in header])
+    w.writerows([safe_cell(v) for v in row] for row in rows)
     return buf.getvalue()
 
 
@@ -58,7 +77,7 @@ def visits_csv(trips: list[Trip]) -> str:
                     "; ".join(t.flags),
                 ]
             )
-    return _csv(
+    return csv_text(
         [
             "service_date", "vehicle", "route_id", "direction_id", "trip_id", "stop_sequence",
             "stop_id", "stop_name", "arrival", "departure", "raw_boardings", "raw_alightings",
@@ -70,7 +89,7 @@ def visits_csv(trips: list[Trip]) -> str:
 
 def gtfs_ride(trips: list[Trip], f: Filter) -> bytes:
     ymd = "%Y%m%d"
-    info = _csv(
+    info = csv_text(
         ["ride_files", "ride_start_date", "ride_end_date", "ride_feed_version"],
         [
             [
@@ -124,7 +143,7 @@ def gtfs_ride(trips: list[Trip], f: Filter) -> bytes:
         z.writestr("ride_feed_info.txt", info)
         z.writestr(
             "board_alight.txt",
-            _csv(
+            csv_text(
                 ["trip_id", "stop_id", "stop_sequence", "record_use", "schedule_relationship",
                  "boardings", "alightings", "load_count", "load_type", "service_date",
                  "service_arrival_time", "service_departure_time", "source"],
@@ -133,7 +152,7 @@ def gtfs_ride(trips: list[Trip], f: Filter) -> bytes:
         )  # fmt: skip
         z.writestr(
             "ridership.txt",
-            _csv(
+            csv_text(
                 ["total_boardings", "total_alightings", "ridership_start_date",
                  "ridership_end_date", *DAYS, "route_id", "direction_id", "trip_id"],
                 ridership,
@@ -141,7 +160,7 @@ def gtfs_ride(trips: list[Trip], f: Filter) -> bytes:
         )  # fmt: skip
         z.writestr(
             "od_estimate.txt",
-            _csv(
+            csv_text(
                 ["route_id", "direction_id", "boarding_stop_id", "boarding_stop_sequence",
                  "alighting_stop_id", "alighting_stop_sequence", "riders", "source", "method"],
                 od_rows,

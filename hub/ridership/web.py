@@ -15,15 +15,36 @@ from hub.store import Store
 Require = Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]
 
 
+#: the service dates the page and the exports accept
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
+#: the longest range one report covers
+MAX_DAYS = 366
+
+
+class FilterError(ValueError):
+    """A query-string value the page cannot use: answered with 400 and the reason."""
+
+
 def parse_filter(args: Any, latest: date) -> report.Filter:
-    """The page's query string → a Filter; a bad value falls back to the default."""
+    """The page's query string → a Filter.
+
+    A date that is not ``YYYY-MM-DD`` or lies outside 2000–2099 raises FilterError; an
+    unknown direction, day type or time band falls back to its default.
+    """
 
     def day(name: str, default: date) -> date:
-        try:
-            return date.fromisoformat(args.get(name, ""))
-        except ValueError:
+        text = str(args.get(name, "")).strip()
+        if not text:
             return default
+        try:
+            value = date.fromisoformat(text)
+        except ValueError:
+            raise FilterError(f"{name}: {text[:40]!r} is not a date (YYYY-MM-DD)") from None
+        if not FIRST_DAY <= value <= LAST_DAY:
+            raise FilterError(f"{name}: {value} is outside {FIRST_DAY} to {LAST_DAY}")
+        return value
 
+    latest = min(max(latest, FIRST_DAY), LAST_DAY)  # a device's clock may be far off
     end = day("to", latest)
     start = day("from", end)
     if start > end:
@@ -31,8 +52,8 @@ def parse_filter(args: Any, latest: date) -> report.Filter:
     direction = args.get("direction", "")
     return report.Filter(
         start=start,
-        end=min(end, start + timedelta(days=366)),
-        route_id=args.get("route") or None,
+        end=min(end, start + timedelta(days=MAX_DAYS)),
+        route_id=str(args.get("route") or "")[:64] or None,
         direction_id=int(direction) if direction in ("0", "1") else None,
         day_type=args.get("day", "all") if args.get("day") in report.DAY_TYPES else "all",
         band=args.get("band", "all") if args.get("band") in report.BANDS else "all",
@@ -53,10 +74,20 @@ def register(app: Flask, store: Store, require: Require, audit: Callable[..., No
         f = parse_filter(request.args, latest_day())
         return f, data.load(store, f.start, f.end)
 
+    @app.errorhandler(FilterError)
+    def bad_filter(e: FilterError) -> Any:
+        if request.endpoint != "ridership_page":
+            return Response(f"{e}\n", status=400, mimetype="text/plain")
+        flash(f"Not shown: {e}", "error")
+        return page(parse_filter({}, latest_day()), 400)
+
     @app.get("/ridership")
     @require("admin", "transit")
-    def ridership_page() -> str:
-        f, visits = selected()
+    def ridership_page() -> Any:
+        return page(parse_filter(request.args, latest_day()))
+
+    def page(f: report.Filter, status: int = 200) -> Any:
+        visits = data.load(store, f.start, f.end)
         # stops differ by route and direction: the page shows one pattern at a time
         routes = sorted({t.route_id for t in visits.trips})
         route = f.route_id if f.route_id in routes else next(iter(routes), None)
@@ -83,7 +114,7 @@ def register(app: Flask, store: Store, require: Require, audit: Callable[..., No
             peak=max([s.p95_load for s in rep.stops] + [1]),
             busiest=max([max(s.on, s.off) for s in rep.stops] + [1]),
             od_max=float(rep.od.max()) if rep.od.size else 0.0,
-        )
+        ), status
 
     def download(body: str | bytes, mimetype: str, name: str) -> Response:
         return Response(
