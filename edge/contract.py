@@ -565,7 +565,8 @@ class JobStatus(Payload):
 
 
 class CallState(Payload):
-    """Retained on ``{dev}/call``: the kiosk's call as the kiosk sees it (it is the authority)."""
+    """Retained on ``{dev}/call``: the kiosk's call as the kiosk sees it. The hub owns the
+    call: ``connected`` only confirms a staff member's answer the hub already holds."""
 
     call: str | None = Field(None, pattern=CALL_ID, description="None while idle")
     state: CallStateName

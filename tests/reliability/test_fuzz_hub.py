@@ -82,6 +82,8 @@ def test_ten_thousand_generated_messages_at_the_hub(
 
     n = scale(10_000, 10_000)
     rng = random.Random(2026)
+    for dev, role in zip(DEVS, ("wildlife", "ridership", "kiosk"), strict=True):
+        fleet.add_device(dev, role)  # in the roster: their messages are judged on content
     assert hub.relay.wait_connected(10)
     pub = client(hub_identity(fleet))
     pub.connect(broker.host, hub_port(fleet))
