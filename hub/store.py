@@ -266,7 +266,7 @@ class Store:
             corr = m.topic.rest  # ingest puts the correlation id here when present
             conn.execute(
                 replies.update()
-                .where(replies.c.corr == corr)
+                .where(replies.c.corr == corr, replies.c.device == dev)  # only its own command
                 .values(replied=now, ok=p.ok, result=p.result, error=p.error)
             )
         elif isinstance(p, contract.JobStatus):

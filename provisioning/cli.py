@@ -149,8 +149,15 @@ def _device(args: argparse.Namespace) -> int:
 
 @reports_errors
 def _revoke(args: argparse.Namespace) -> int:
-    Fleet.open(args.fleet).revoke(args.name)
-    print(f"device {args.name} revoked; reload the broker to apply")
+    live = Fleet.open(args.fleet).revoke(args.name)
+    print(
+        f"device {args.name} revoked: "
+        + (
+            "the broker dropped its session; reload it to apply the CRL to new handshakes"
+            if live
+            else "no broker answered; it applies the revocation when it starts"
+        )
+    )
     return 0
 
 

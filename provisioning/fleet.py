@@ -19,6 +19,7 @@ Layout (the directory is the fleet's secret: keep it on the city-hall admin mach
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tomllib
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ class FleetError(ConfigError):
 
     def __init__(self, message: str) -> None:
         super().__init__("fleet", [message])
+
+
+log = logging.getLogger(__name__)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -236,7 +240,8 @@ class Fleet:
         self._tell_broker(add_device_commands(name, role))
         return self.device_config(name)
 
-    def revoke(self, name: str) -> None:
+    def revoke(self, name: str) -> bool:
+        """Revoke ``name``; True if a running broker dropped its session now."""
         devices = self.inventory()
         if name not in devices:
             raise FleetError(f"device {name!r} is not in the inventory")
@@ -244,7 +249,7 @@ class Fleet:
         self._save_inventory(devices)
         self.ca.write_crl([int(d["serial"]) for d in devices.values() if d.get("revoked")])
         self.write_broker()
-        self._tell_broker(revoke_device_commands(name))
+        return self._tell_broker(revoke_device_commands(name))
 
     def _tell_broker(self, commands: list[dict[str, Any]]) -> bool:
         """Apply a change at the running broker; False if none is running (it reads the
@@ -261,6 +266,10 @@ class Fleet:
         try:
             control.run(commands)
         except OSError:
+            log.info(
+                "no broker answering on 127.0.0.1:%s: it applies the change when it starts",
+                broker["hub_port"],
+            )
             return False
         return True
 
