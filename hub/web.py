@@ -1,18 +1,28 @@
 """Staff web pages: the fleet, one device, ingest health, audit log. Flask, no CDN.
 
-Every page needs a signed-in member of staff; every form carries a CSRF token (Flask-WTF);
-session cookies are HttpOnly, SameSite=Lax and Secure (browsers treat http://localhost as
-secure; anywhere else serve the hub behind HTTPS).
+Every page needs a signed-in member of staff whose session is live in the database (see
+``hub.auth``: signing out or a password change ends it server-side); every form carries a
+CSRF token (Flask-WTF); session cookies are HttpOnly, SameSite=Lax and Secure (browsers treat
+http://localhost as secure; anywhere else serve the hub behind HTTPS). After signing in the
+browser goes back only to a page of this hub (``local_next``), never to another site.
+
+Every response carries a Content-Security-Policy (scripts, styles, fonts and fetches from
+the hub only; pictures also as ``data:`` and ``blob:`` URLs, as the snapshots and the counter
+console's live views are; no inline script or style attribute, no framing), plus
+X-Frame-Options DENY, X-Content-Type-Options nosniff and Referrer-Policy same-origin.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+import secrets
 import tomllib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import (
     Flask,
@@ -27,10 +37,14 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFProtect
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
+from werkzeug.wrappers import Response
 
 from edge import contract
 from hub.alerts import Alerts
-from hub.auth import Accounts, Throttle
+from hub.auth import ROLES, SESSION_LIFETIME, Accounts, Throttle
 from hub.config import LOCAL
 from hub.counter.relay import Relay
 from hub.counter.web import register as register_counter
@@ -41,6 +55,66 @@ from hub.store import Store
 #: the commands every device answers (DESIGN.md); shown as buttons on the device page
 COMMANDS = ("ping", "snapshot-config", "restart-app")
 ROLE_LABELS = {"wildlife": "Monkey watch", "ridership": "Bus ridership", "kiosk": "Counter kiosk"}
+#: which staff roles see an app's events, and their pictures, on a device page (by the
+#: event kind's first part); any other kind is for admin only
+EVENT_ROLES: dict[str, tuple[str, ...]] = {
+    "device": ROLES,
+    "wildlife": ("admin", "wildlife"),
+    "ridership": ("admin", "transit"),
+    "kiosk": ("admin", "counter"),
+}
+CSP = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data: blob:",
+        "media-src 'self' blob:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": "camera=(self), microphone=(self), geolocation=()",
+}
+KNOWN_BROWSER_COOKIE = "mimamori_known"
+KNOWN_BROWSER_DAYS = 180
+
+
+def may_see(role: str | None, kind: str) -> bool:
+    """May a member of staff with ``role`` see events of ``kind`` (and their pictures)?"""
+    return role in EVENT_ROLES.get(kind.split(".", 1)[0], ("admin",))
+
+
+def local_next(app: Flask, target: str) -> str | None:
+    """``target`` rebuilt as a path of one of this hub's pages, or None.
+
+    Only a plain local path is taken: no control characters, spaces or backslashes anywhere
+    (browsers drop tabs and newlines and read a backslash as a slash, so ``/``, a tab and
+    ``/evil.example`` make ``//evil.example``), no scheme or host, and it must name a page
+    (a GET route) here; the path and query are then put together afresh.
+    """
+    if not target or any(c <= " " or c in "\\\x7f" for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return None
+    if parts.path.startswith("//"):
+        return None
+    try:
+        endpoint, _ = app.url_map.bind("localhost").match(parts.path, method="GET")
+    except (HTTPException, RequestRedirect):
+        return None
+    if endpoint in ("login", "logout", "static"):
+        return None
+    return urlunsplit(("", "", parts.path, parts.query, ""))
 
 
 def ago(ts: datetime | None, now: datetime | None = None) -> str:
@@ -91,25 +165,44 @@ def create_app(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=secure_cookies,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
     )
     CSRFProtect(app)
     accounts = Accounts(store)
     throttle = Throttle()
+    known = URLSafeTimedSerializer(secret_key, salt="mimamori-known-browser")
     app.extensions["mimamori.accounts"] = accounts
+    app.extensions["mimamori.throttle"] = throttle
+
+    def known_browser(name: str) -> str | None:
+        """The id of this browser's known-browser cookie if it was given for ``name``."""
+        try:
+            data = known.loads(
+                request.cookies.get(KNOWN_BROWSER_COOKIE, ""),
+                max_age=KNOWN_BROWSER_DAYS * 86400,
+            )
+        except BadSignature:
+            return None
+        if isinstance(data, dict) and data.get("u") == name and isinstance(data.get("b"), str):
+            return data["b"]
+        return None
 
     def audit(action: str, target: str = "", detail: str = "") -> None:
         accounts.record(g.user, action, target, detail, request.remote_addr or "")
 
     @app.before_request
     def load_user() -> Any:
-        g.user = session.get("user")
-        g.role = accounts.role(g.user) if g.user else None
-        if g.role is None:
-            g.user = None
-            session.pop("user", None)
-            if request.endpoint not in ("login", "static", "take"):
+        g.user = g.role = None
+        if request.endpoint == "static":
+            return None
+        token = session.get("sid")
+        found = accounts.session_user(token) if isinstance(token, str) else None
+        if found is not None:
+            g.user, g.role = found
+        else:
+            session.pop("sid", None)
+            if request.endpoint not in ("login", "take"):
                 if request.path.startswith("/api/"):
                     abort(401)
                 return redirect(url_for("login", next=request.full_path))
@@ -134,41 +227,62 @@ def create_app(
 
         return wrap
 
+    @app.after_request
+    def security_headers(resp: Response) -> Response:
+        for header, value in SECURITY_HEADERS.items():
+            resp.headers.setdefault(header, value)
+        return resp
+
     @app.route("/login", methods=["GET", "POST"])
     def login() -> Any:
         error = None
         if request.method == "POST":
-            name = request.form.get("name", "").strip()
+            name = request.form.get("name", "").strip()[:64]
             addr = request.remote_addr or "?"
-            keys = (f"addr:{addr}", f"user:{name}")
-            if throttle.blocked(*keys):
+            attempt = throttle.attempt(name, addr, known_browser(name))
+            if not attempt.allowed:
                 accounts.record(name or "?", "login.throttled", address=addr)
-                return render_template(
-                    "login.html",
-                    error="Too many failed attempts. Wait ten minutes, or ask an administrator.",
-                ), 429
+                wait = attempt.retry_after
+                when = f"{wait} s" if wait < 120 else f"{math.ceil(wait / 60)} min"
+                return (
+                    render_template(
+                        "login.html",
+                        error=f"Too many failed attempts. Try again in {when}, or from a "
+                        "browser you have signed in with before.",
+                    ),
+                    429,
+                    {"Retry-After": str(wait)},
+                )
             role = accounts.check(name, request.form.get("password", ""))
             if role is None:
-                throttle.failed(*keys)
                 accounts.record(name or "?", "login.failed", address=addr)
                 error = "Wrong user name or password."
             else:
-                throttle.succeeded(*keys)
+                attempt.succeeded()
                 session.clear()
                 session.permanent = True
-                session["user"] = name
+                session["sid"] = accounts.open_session(name, addr)
                 accounts.record(name, "login", detail=role, address=addr)
-                target = request.args.get("next", "")
-                return redirect(
-                    target
-                    if target.startswith("/") and not target.startswith("//")
-                    else url_for("fleet")
+                target = local_next(app, request.args.get("next", ""))
+                resp = redirect(target or url_for("fleet"))
+                resp.set_cookie(
+                    KNOWN_BROWSER_COOKIE,
+                    known.dumps({"u": name, "b": known_browser(name) or secrets.token_hex(8)}),
+                    max_age=KNOWN_BROWSER_DAYS * 86400,
+                    path=url_for("login"),
+                    secure=app.config["SESSION_COOKIE_SECURE"],
+                    httponly=True,
+                    samesite="Strict",
                 )
+                return resp
         return render_template("login.html", error=error), (401 if error else 200)
 
     @app.post("/logout")
     def logout() -> Any:
         audit("logout")
+        token = session.get("sid")
+        if isinstance(token, str):
+            accounts.end_session(token)
         session.clear()
         return redirect(url_for("login"))
 
@@ -205,10 +319,12 @@ def create_app(
         d = store.device(dev)
         if d is None:
             abort(404)
+        shown = [e for e in store.events(dev, limit=500) if may_see(g.role, e["kind"])]
         return render_template(
             "device.html",
             d=d,
-            events=store.events(dev, limit=50),
+            events=shown[:50],
+            hidden_kinds=sorted({k for k, roles in EVENT_ROLES.items() if g.role not in roles}),
             replies=store.replies(dev),
             jobs=store.jobs(dev),
         )
@@ -297,6 +413,7 @@ def create_app(
         return render_template("take.html", t=troop, name=name, token=token)
 
     @app.get("/ingest")
+    @require("admin")
     def ingest_page() -> str:
         return render_template(
             "ingest.html",

