@@ -81,11 +81,8 @@ def test_staff_answer_in_a_browser_see_both_views_talk_and_hang_up_and_nothing_l
         assert "つながりました" in screen.inner_text("#msg-ja")
 
         # both views deliver fresh frames: numbers and capture times advance
-        for name in ("face", "doc"):
-            console.wait_for_function(
-                f"Number(document.querySelector('#view-{name}').dataset.seq) >= 3",
-                timeout=10_000,
-            )
+        for name in ("face", "doc"):  # polled from here: the page's CSP forbids eval
+            wait_until(lambda name=name: view_ts(console, name)[0] >= 3, 10, f"{name} frames")
         first = {n: view_ts(console, n) for n in ("face", "doc")}
         time.sleep(1.0)
         for n in ("face", "doc"):
