@@ -40,8 +40,11 @@ def chromium() -> Iterator[Browser]:
         browser.close()
 
 
-def staff_page(chromium: Browser, hub: Hub, name: str) -> Page:
+def staff_page(chromium: Browser, hub: Hub, name: str, init_script: str = "") -> Page:
+    """A signed-in Counter console (``init_script`` runs in the page before its own)."""
     page = chromium.new_context().new_page()
+    if init_script:
+        page.add_init_script(init_script)
     page.goto(f"{web_url(hub)}/login?next=/counter")
     page.fill("input[name=name]", name)
     page.fill("input[name=password]", PASSWORD)

@@ -29,9 +29,10 @@ from hub.cli import Hub
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device, device_identity, hub_identity, hub_port
-from tests.kiosk.conftest import PASSWORD, staff_account, web_url
+from tests.kiosk.conftest import staff_account
 from tests.kiosk.conftest import web_hub as web_hub  # noqa: F401  (fixture)
 from tests.kiosk.test_browser import chromium as chromium  # noqa: F401  (fixture)
+from tests.kiosk.test_browser import staff_page
 from tests.mqtt_probe import client, wait_until
 
 #: how long "nothing happens" is watched for
@@ -220,14 +221,7 @@ window.__media = {gum: 0, offers: 0, peers: 0};
 
 
 def watched_console(browser: Browser, hub: Hub, name: str) -> Page:
-    page = browser.new_context().new_page()
-    page.add_init_script(WATCH_MEDIA)
-    page.goto(f"{web_url(hub)}/login?next=/counter")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/counter")
-    return page
+    return staff_page(browser, hub, name, WATCH_MEDIA)
 
 
 def media(page: Page) -> dict[str, int]:
