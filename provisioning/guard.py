@@ -1,12 +1,12 @@
 """The broker guard: a small Mosquitto plugin (``guard/mimamori_guard.c``) that holds every
 device to the contract's limits before the broker stores or queues a message.
 
-Mosquitto 2.0 itself has no per-topic size limit, no way to refuse the retained flag on some
+Mosquitto 2.0 itself has no per-topic size limit, no way to refuse a retained message on some
 topics, and no per-client rate limit, so a device could grow the broker's memory and
 persistence without bound while the hub is away. The plugin adds exactly those three rules,
 configured from ``edge.contract`` (``device_limit``, ``RETAINED_CHANNELS``). It is compiled
 once per broker machine from the source shipped here (``gcc`` and Debian's ``mosquitto-dev`` and
-``libmosquitto-dev`` headers; ``./run.sh`` installs both) into the fleet's ``broker/`` folder.
+``libmosquitto-dev`` headers; ``./run.sh`` installs them) into the fleet's ``broker/`` folder.
 """
 
 from __future__ import annotations

@@ -1,12 +1,16 @@
 /*
  * mimamori_guard: a Mosquitto 2.0 plugin that holds every device to the MQTT contract's
- * limits before a message is stored or queued (MOSQ_EVT_MESSAGE):
+ * limits before a message is stored or queued.
  *
+ * At the access check of every write (MOSQ_EVT_ACL_CHECK, so a Last Will set at connect is
+ * judged too; this plugin is loaded before the dynamic-security plugin and defers to it for
+ * everything it does not refuse):
  *  - a size limit per channel (mimamori/v1/<dev>/<channel>/...): a device's state, birth,
  *    telemetry, replies and job states are small; events carry a snapshot at most; only a
  *    kiosk's stills are large;
- *  - retain only on the channels the contract retains (state, birth, twin, call): a retained
- *    flag anywhere else is cleared, so no device can pile retained messages on the broker;
+ *  - retained only on the channels the contract retains (state, birth, twin, call): no device
+ *    can pile retained messages on the broker under ever new topic names.
+ * When the message is accepted (MOSQ_EVT_MESSAGE):
  *  - a byte budget per device (token bucket: a burst that covers a full outbox drain after
  *    an outage, then a sustained rate far above normal use); live views are not counted
  *    (they are not queued for anyone and flow only during a call).
@@ -14,8 +18,8 @@
  * Clients named in `exempt` (the hub and the fleet administrator, on their own listener)
  * pass untouched. Everything is configured by `plugin_opt_*` lines that
  * `mimamori provision` generates from edge/contract.py; see provisioning/guard.py.
- * A refused message is answered "not authorised" (QoS 1) and logged once per device per
- * minute.
+ * A refused message is answered "not authorised" (QoS 1), a refused Last Will refuses the
+ * connection, and either is logged once per device per minute.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -159,46 +163,77 @@ static int refuse(struct bucket *b, const char *user, const char *topic, const c
 	return MOSQ_ERR_ACL_DENIED;
 }
 
-static int on_message(int event, void *event_data, void *userdata)
+static struct bucket *bucket_of(struct mosquitto *client, const char **user, double now)
 {
-	struct mosquitto_evt_message *ed = event_data;
-	const char *user = mosquitto_client_username(ed->client);
+	*user = mosquitto_client_username(client);
+	if(*user == NULL || is_exempt(*user)) return NULL;
+	return bucket_for(*user, now);
+}
+
+/* the channel rule of a device topic, or NULL (and *why set) if it is outside the contract */
+static struct channel_rule *rule_of_topic(const char *t, const char **why)
+{
 	size_t rlen = strlen(root);
+	if(strncmp(t, root, rlen) || t[rlen] != '/'){
+		*why = "outside the contract's tree";
+		return NULL;
+	}
+	const char *slash = strchr(t + rlen + 1, '/');
+	if(slash == NULL){
+		*why = "no channel";
+		return NULL;
+	}
+	const char *chan = slash + 1;
+	struct channel_rule *r = rule_for(chan, strcspn(chan, "/"));
+	if(r == NULL) *why = "unknown channel";
+	return r;
+}
+
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ed = event_data;
+	const char *user, *why = NULL;
+	char text[96];
 	(void)event;
 	(void)userdata;
 
-	if(user && is_exempt(user)) return MOSQ_ERR_SUCCESS;
-	if(user == NULL) return MOSQ_ERR_ACL_DENIED;
-
+	if(ed->access != MOSQ_ACL_WRITE) return MOSQ_ERR_PLUGIN_DEFER;
 	double now = now_s();
-	struct bucket *b = bucket_for(user, now);
-	const char *t = ed->topic;
-	if(strncmp(t, root, rlen) || t[rlen] != '/'){
-		return refuse(b, user, t, "outside the contract's tree", now);
-	}
-	const char *dev = t + rlen + 1;
-	const char *slash = strchr(dev, '/');
-	if(slash == NULL) return refuse(b, user, t, "no channel", now);
-	const char *chan = slash + 1;
-	size_t clen = strcspn(chan, "/");
-	struct channel_rule *r = rule_for(chan, clen);
-	if(r == NULL) return refuse(b, user, t, "unknown channel", now);
+	struct bucket *b = bucket_of(ed->client, &user, now);
+	if(user == NULL) return MOSQ_ERR_ACL_DENIED;
+	if(is_exempt(user)) return MOSQ_ERR_PLUGIN_DEFER;
 
+	struct channel_rule *r = rule_of_topic(ed->topic, &why);
+	if(r == NULL) return refuse(b, user, ed->topic, why, now);
 	if(r->limit && ed->payloadlen > r->limit){
-		char why[96];
-		snprintf(why, sizeof(why), "%u bytes, the channel takes at most %u", ed->payloadlen,
+		snprintf(text, sizeof(text), "%u bytes, the channel takes at most %u", ed->payloadlen,
 				r->limit);
-		return refuse(b, user, t, why, now);
+		return refuse(b, user, ed->topic, text, now);
 	}
 	if(ed->retain && !r->retain){
-		ed->retain = false; /* the contract does not retain this channel */
+		return refuse(b, user, ed->topic, "retained on a channel the contract does not retain",
+				now);
 	}
-	if(r->budget && b){
+	return MOSQ_ERR_PLUGIN_DEFER; /* the access rules decide the rest */
+}
+
+static int on_message(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_message *ed = event_data;
+	const char *user, *why = NULL;
+	(void)event;
+	(void)userdata;
+
+	double now = now_s();
+	struct bucket *b = bucket_of(ed->client, &user, now);
+	if(b == NULL) return MOSQ_ERR_SUCCESS; /* exempt, or no room to track it */
+	struct channel_rule *r = rule_of_topic(ed->topic, &why);
+	if(r && r->budget){
 		b->tokens += (now - b->updated) * rate_bytes;
 		if(b->tokens > burst_bytes) b->tokens = burst_bytes;
 		b->updated = now;
 		if(b->tokens < ed->payloadlen){
-			return refuse(b, user, t, "over the device's byte budget", now);
+			return refuse(b, user, ed->topic, "over the device's byte budget", now);
 		}
 		b->tokens -= ed->payloadlen;
 	}
@@ -246,6 +281,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	mosquitto_log_printf(MOSQ_LOG_NOTICE,
 			"mimamori_guard: %d channels, budget %.0f B/s, burst %.0f B", channel_count,
 			rate_bytes, burst_bytes);
+	int rc = mosquitto_callback_register(plg_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
+	if(rc != MOSQ_ERR_SUCCESS) return rc;
 	return mosquitto_callback_register(plg_id, MOSQ_EVT_MESSAGE, on_message, NULL, NULL);
 }
 
@@ -254,6 +291,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	(void)userdata;
 	(void)opts;
 	(void)opt_count;
+	mosquitto_callback_unregister(plg_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
 	mosquitto_callback_unregister(plg_id, MOSQ_EVT_MESSAGE, on_message, NULL);
 	if(table){
 		for(int i = 0; i < TABLE_SIZE; i++) free(table[i].user);

@@ -250,13 +250,13 @@ def test_broker_memory_stays_bounded_while_the_hub_is_away(
         c.publish(
             contract.job_status(ATTACKER, f"j{i}"), big[: 1900 * 1024], qos=1, retain=True
         ).wait_for_publish(10)
-    # small retained job states pass the size rule, but lose their retained flag
+    # small retained job states pass the size rule, but the contract retains no job state
     for i in range(50):
         c.publish(
             contract.job_status(ATTACKER, f"small{i}"), b"{}", qos=1, retain=True
         ).wait_for_publish(10)
     wait_until(lambda: len(acks) == 600, 20, "every publish answered")
-    assert acks.count(False) == 550  # every oversized message refused
+    assert acks.count(False) == 600  # every oversized or wrongly retained message refused
     grew = _broker_rss_mb(broker) - before
     close(c)
     broker.stop()  # saves its persistence file
@@ -270,6 +270,30 @@ def test_broker_memory_stays_bounded_while_the_hub_is_away(
     print(f"broker RSS +{grew:.1f} MB, persistence {persisted:.2f} MB after the flood")
     assert grew < 30, f"broker grew {grew:.0f} MB"
     assert persisted < 5, f"persistence {persisted:.1f} MB"
+
+
+def test_a_last_will_cannot_leave_retained_messages(
+    devices: Fleet, broker: MosquittoProcess
+) -> None:
+    """A will is published by the broker on the device's behalf when its link drops: the
+    guard judges it like any publish (here: retained where the contract retains nothing)."""
+    ident = device_identity(devices, ATTACKER)
+    for i in range(5):
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        c.tls_set(ca_certs=ident.ca_file, certfile=ident.cert_file, keyfile=ident.key_file)
+        c.will_set(contract.job_status(ATTACKER, f"w{i}"), os.urandom(60_000), qos=1, retain=True)
+        c.connect("127.0.0.1", broker.port)
+        c.loop_start()
+        wait_until(c.is_connected, 5, "attacker session")
+        if c._sock is not None:
+            c._sock.close()  # drop the link without DISCONNECT: the will fires
+        c.loop_stop()
+    wait_until(lambda: "retained on a channel" in broker.log_file.read_text(), 5, "refusal")
+    admin, seen = session(hub_identity(devices), hub_port(devices))
+    admin.subscribe(f"{contract.ROOT}/{ATTACKER}/#", 1)
+    time.sleep(1.0)
+    close(admin)
+    assert [m.topic for m in seen["message"] if m.retain] == []
 
 
 def test_a_device_over_its_byte_budget_is_refused_and_others_are_not(
