@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Print per file whether a monkey is present, the score and the box "
         "(x1, y1, x2, y2). Folders are searched recursively; videos are sampled once a second. "
         "With --labels (YOLO .txt files, class 0 = monkey) also print precision, recall and F1; "
-        "images without a label file count as having no monkey. Exits 2 if a file could not "
-        "be read.",
+        "images without a label file count as having no monkey. JPEGs are turned upright by "
+        "their EXIF orientation. A file that cannot be read (truncated, corrupt) is reported "
+        "on stderr and skipped: exits 0 if at least one file was scanned, 2 if none could be.",
     )
     scan.add_argument("paths", nargs="+", type=Path, help="images, videos or folders")
     scan.add_argument(

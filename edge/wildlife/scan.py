@@ -39,15 +39,36 @@ def files(paths: list[Path]) -> Iterator[Path]:
             yield p
 
 
+def truncated_jpeg(data: bytes) -> bool:
+    """A JPEG whose last scan never reaches its end marker (a card pulled mid-write).
+
+    OpenCV decodes such a file anyway, greying out the missing rows, so the check is ours:
+    after the last start-of-scan there must be an end-of-image marker.
+    """
+    if data[:2] != b"\xff\xd8":
+        return False
+    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+
+
 def read_image(path: Path) -> np.ndarray:
-    data = np.fromfile(str(path), dtype=np.uint8) if path.exists() else None
-    if data is None:
-        raise MediaError(f"{path}: file not found")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    """An image as 8-bit BGR, turned upright by its EXIF orientation (CMYK JPEGs converted).
+
+    Grayscale (infrared) images come back with three equal channels, which the watch
+    recognises as night.
+    """
+    if not path.is_file():
+        raise MediaError(f"{path}: file not found (expected an image or a video)")
+    raw = path.read_bytes()
+    if not raw:
+        raise MediaError(f"{path}: empty file (expected an image)")
+    if truncated_jpeg(raw):
+        raise MediaError(f"{path}: truncated JPEG (the file ends before the image does)")
+    # IMREAD_COLOR applies the EXIF orientation and converts CMYK, 16-bit and gray to BGR
+    img = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        raise MediaError(f"{path}: not a readable image (corrupt or unsupported format)")
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        raise MediaError(
+            f"{path}: not a readable image (corrupt, or not one of {', '.join(sorted(IMAGE_EXT))})"
+        )
     return img
 
 
@@ -124,9 +145,24 @@ def evaluate(results: list[Result], labels: Path) -> Scores:
 def run_scan(
     model: OnnxModel, paths: list[Path], threshold: float, *, as_json: bool, labels: Path | None
 ) -> int:
+    """Scan everything under ``paths``; exit status 0 if at least one file was read (the
+    unreadable ones are reported on stderr and skipped), 2 if none could be, or there was
+    nothing to scan."""
     results: list[Result] = []
     failed = 0
-    items = list(files(paths))
+    try:
+        items = list(files(paths))
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not items:
+        where = ", ".join(str(p) for p in paths)
+        print(
+            f"error: no images or videos under {where} (looked for "
+            f"{', '.join(sorted(IMAGE_EXT | VIDEO_EXT))})",
+            file=sys.stderr,
+        )
+        return 2
     for n, path in enumerate(items, 1):
         try:
             r = scan_file(model, path, threshold)
@@ -159,4 +195,6 @@ def run_scan(
             f"{scores.recall:.3f}  F1 {scores.f1:.3f}  (TP {scores.tp}, FP {scores.fp}, "
             f"FN {scores.fn}, TN {scores.tn})"
         )
-    return 2 if failed else 0
+    if failed:
+        print(f"{failed} of {len(items)} files could not be read", file=sys.stderr)
+    return 2 if not results else 0

@@ -135,7 +135,7 @@ def test_scan_cli_prints_scores_and_precision_recall(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert res.returncode == 2  # one file could not be read; the others were scanned
+    assert res.returncode == 0  # one file could not be read; the others were scanned
     assert "broken.jpg: not a readable image" in res.stderr
     out = json.loads(res.stdout)
     assert [Path(r["file"]).name for r in out["results"]] == [p.name for p in pick]
