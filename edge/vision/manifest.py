@@ -31,12 +31,19 @@ class Manifest(BaseModel):
     file: Path = Field(description="the .onnx file, relative to the manifest")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="of the .onnx file")
     task: Literal["classify", "detect"] = Field(description="whole-image classes or boxes")
+    output: Literal["yolo", "yolox"] = Field(
+        "yolo",
+        description="detect: YOLOv5/YOLOv8 boxes (OnnxModel), or the raw YOLOX grid "
+        "(letterboxed input, decoded by YoloxDetector)",
+    )
     input_size: tuple[int, int] = Field(description="width, height the model takes")
     color: Literal["rgb", "bgr"] = Field("rgb", description="channel order the model expects")
     mean: tuple[float, float, float] = Field((0.0, 0.0, 0.0), description="per channel")
     std: tuple[float, float, float] = Field((255.0, 255.0, 255.0), description="per channel")
     labels: Path = Field(description="label file, one class per line")
-    positive_classes: list[int] = Field(min_length=1, description="class ids that mean 'monkey'")
+    positive_classes: list[int] = Field(
+        min_length=1, description="class ids the app looks for ('monkey', 'person')"
+    )
     score_threshold: float = Field(0.5, gt=0, lt=1, description="default decision threshold")
     nms_iou: float = Field(0.45, gt=0, lt=1, description="detect: box overlap merged by NMS")
     licence: str = Field(description="licence of weights and labels")

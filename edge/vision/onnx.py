@@ -46,6 +46,10 @@ def tiles(
 
 class OnnxModel:
     def __init__(self, manifest: Manifest, *, threads: int = 0) -> None:
+        if manifest.output == "yolox":
+            raise ModelError(
+                f"{manifest.file}: a YOLOX grid output; load it with edge.vision.yolox.YoloxDetector"
+            )
         self.manifest = manifest
         opts = ort.SessionOptions()
         if threads:
