@@ -47,7 +47,17 @@ def main() -> int:
         env = {**os.environ, "MIMAMORI_SOAK": "1" if args.soak else "0"}
         print(f"running tests/reliability ({'soak' if args.soak else 'CI size'}) ...", flush=True)
         rc = subprocess.call(
-            [sys.executable, "-m", "pytest", "tests/reliability", "-q", "-p", "no:cacheprovider"],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "tests/reliability",
+                "-m",
+                "soak",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+            ],
             cwd=ROOT,
             env=env,
         )

@@ -24,6 +24,15 @@ ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long suites carry a marker, so the default run can leave them out."""
+    for item in items:
+        if "reliability" in item.path.parts:
+            item.add_marker(pytest.mark.soak)
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture
 def pins() -> Iterator[MockFactory]:
     """gpiozero's mock pins: the GPIO hardware seam."""

@@ -30,7 +30,7 @@ def scale(ci: int, soak: int) -> int:
 
 
 def report(test: str, injected: str, **figures: Any) -> None:
-    """One row of the reliability table (bench/reliability_report.py prints them)."""
+    """One row of the reliability table (bench/reliability.py prints them)."""
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     row = {"test": test, "injected": injected, "soak": SOAK, **figures}
     with REPORT.open("a") as f:
