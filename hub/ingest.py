@@ -260,9 +260,7 @@ class Ingest:
     def _check_trust(self, topic: contract.Topic, payload: contract.Payload) -> None:
         """What the device says about itself must match what the fleet issued it as:
         its role's channels and event kinds, its role in the birth, its bus number."""
-        self.roster.check(topic)
-        entry = self.roster.get(topic.dev)
-        assert entry is not None  # check() raised otherwise
+        entry = self.roster.check(topic)
         if isinstance(payload, contract.BirthPayload) and payload.role != entry.role:
             raise contract.ContractError(
                 f"device {topic.dev!r} was issued as {entry.role}; its birth says {payload.role}",

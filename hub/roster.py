@@ -82,8 +82,9 @@ class Roster:
         entry = self.get(dev)
         return entry.role if entry else None
 
-    def check(self, t: contract.Topic) -> None:
-        """Raise ContractError(reason=not_allowed) unless this device's role may use ``t``."""
+    def check(self, t: contract.Topic) -> Entry:
+        """The device's entry; ContractError (``unknown_device``, ``not_allowed``) unless it
+        is in the fleet and its role may use ``t``."""
         entry = self.get(t.dev)
         if entry is None:
             raise contract.ContractError(
@@ -91,3 +92,4 @@ class Roster:
                 reason="unknown_device",
             )
         contract.check_role(entry.role, t)
+        return entry
