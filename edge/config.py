@@ -110,8 +110,21 @@ class WildlifeSection(Section):
     loop: bool = Field(False, description="replay files forever (demo)")
     camera_id: str = Field("cam0", max_length=40, description="which camera on this device")
     model: Path | None = Field(None, description="model manifest (default: EfficientNet-Lite0)")
+    proposer: bool = Field(
+        True,
+        description="find animals with YOLOX-nano first and score a crop around each "
+        "(small and distant monkeys); false: whole frame and tiles only",
+    )
+    blur_people: bool = Field(
+        True,
+        description="blur people in snapshots sent to the hub (kept unblurred on the device)",
+    )
     threshold: float | None = Field(
-        None, gt=0, lt=1, description="day threshold (default: the model's)"
+        None,
+        gt=0,
+        lt=1,
+        description="day threshold (default: 0.8, the watch's measured operating point; "
+        "a detector model's own score_threshold)",
     )
     night_threshold: float = Field(0.8, gt=0, lt=1, description="threshold for infrared frames")
     start_frames: int = Field(3, ge=1, le=100, description="positives that start an incursion")

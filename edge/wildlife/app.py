@@ -14,18 +14,20 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from edge.camera import CameraError, Frame, FrameSource
 from edge.contract import Priority
-from edge.vision.onnx import Finding, OnnxModel
+from edge.vision.onnx import Finding
 from edge.wildlife.deterrent import Deterrent, Pir
 from edge.wildlife.incursion import Rules, Tracker
+from edge.wildlife.watch import MonkeyWatch
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,40 @@ Emit = Callable[[str, dict[str, Any], Priority], Any]
 SNAPSHOT_WIDTH = 640
 
 
+Box = tuple[int, int, int, int]
+
+
+class Model(Protocol):
+    def monkey(self, image: np.ndarray) -> Finding: ...
+
+
 @dataclass(frozen=True)
 class Shot:
-    frame: Frame
+    """A positive frame kept for the snapshot: at most ``SNAPSHOT_WIDTH`` wide (the
+    full-resolution frame is never kept), with the monkey's and any people's boxes in its
+    pixels."""
+
+    image: np.ndarray
+    ts: datetime
+    index: int
     finding: Finding
+    people: tuple[Box, ...] = field(default=())
+
+    @classmethod
+    def of(cls, frame: Frame, finding: Finding, people: list[Box] | None = None) -> Shot:
+        img = frame.image
+        scale = min(1.0, SNAPSHOT_WIDTH / img.shape[1])
+        if scale < 1.0:
+            size = (SNAPSHOT_WIDTH, max(1, int(round(img.shape[0] * scale))))
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        else:
+            img = img.copy()
+
+        def sc(b: Box) -> Box:
+            return (int(b[0] * scale), int(b[1] * scale), int(b[2] * scale), int(b[3] * scale))
+
+        moved = Finding(finding.score, sc(finding.box), finding.label)
+        return cls(img, frame.ts, frame.index, moved, tuple(sc(p) for p in people or ()))
 
 
 def is_night(image: np.ndarray) -> bool:
@@ -48,19 +80,29 @@ def is_night(image: np.ndarray) -> bool:
     return float(spread.mean()) < 4.0
 
 
-def snapshot(shot: Shot, width: int = SNAPSHOT_WIDTH, quality: int = 80) -> str:
-    """The frame with the box drawn, downscaled for a thin link, as base64 JPEG."""
-    img = shot.frame.image
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    img = img.copy()
+def blur_boxes(img: np.ndarray, boxes: tuple[Box, ...] | list[Box], margin: float = 0.15) -> None:
+    """Blur each box (grown by ``margin``) in place, hard enough that nobody is recognisable:
+    a Gaussian a sixth of the box wide."""
+    h, w = img.shape[:2]
+    for x1, y1, x2, y2 in boxes:
+        mx, my = int((x2 - x1) * margin), int((y2 - y1) * margin)
+        x1, y1, x2, y2 = max(0, x1 - mx), max(0, y1 - my), min(w, x2 + mx), min(h, y2 + my)
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            continue
+        sigma = max(2.0, max(x2 - x1, y2 - y1) / 6)
+        img[y1:y2, x1:x2] = cv2.GaussianBlur(img[y1:y2, x1:x2], (0, 0), sigma)
+
+
+def snapshot(shot: Shot, *, blur_people: bool = True, quality: int = 80) -> str:
+    """The shot with the monkey's box drawn, as base64 JPEG; people pixelated unless
+    ``blur_people`` is off (the unblurred one stays on the device)."""
+    img = shot.image
+    img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img.copy()
+    if blur_people and shot.people:
+        blur_boxes(img, shot.people)
     x1, y1, x2, y2 = shot.finding.box
     thick = max(2, img.shape[1] // 300)
     cv2.rectangle(img, (x1, y1), (x2, y2), (0, 0, 255), thick)
-    if img.shape[1] > width:
-        img = cv2.resize(
-            img, (width, int(img.shape[0] * width / img.shape[1])), interpolation=cv2.INTER_AREA
-        )
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("could not encode the snapshot")
@@ -75,14 +117,15 @@ class SnapshotLog:
         folder.mkdir(parents=True, exist_ok=True)
 
     def record(self, what: str, shot: Shot, frames: int) -> Path:
-        stamp = shot.frame.ts.strftime("%Y%m%d-%H%M%S")
-        path = self.folder / f"{stamp}-{what}-{shot.frame.index:06d}.jpg"
-        path.write_bytes(base64.b64decode(snapshot(shot)))
+        """Keep the shot unblurred: this folder never leaves the device."""
+        stamp = shot.ts.strftime("%Y%m%d-%H%M%S")
+        path = self.folder / f"{stamp}-{what}-{shot.index:06d}.jpg"
+        path.write_bytes(base64.b64decode(snapshot(shot, blur_people=False)))
         with (self.folder / "events.jsonl").open("a") as f:
             f.write(
                 json.dumps(
                     {
-                        "ts": shot.frame.ts.isoformat(),
+                        "ts": shot.ts.isoformat(),
                         "what": what,
                         "score": round(shot.finding.score, 4),
                         "frames": frames,
@@ -125,7 +168,7 @@ class WildlifeApp:
     def __init__(
         self,
         source: FrameSource,
-        model: OnnxModel,
+        model: Model,
         emit: Emit,
         *,
         rules: Rules,
@@ -138,7 +181,10 @@ class WildlifeApp:
         camera: str = "cam0",
         location: str = "",
         reopen: Callable[[], FrameSource] | None = None,
+        blur_people: bool = True,
     ) -> None:
+        #: pixelate people in snapshots that leave the device (alarms to the hub)
+        self.blur_people = blur_people
         self.camera, self.location = camera, location
         #: opens the camera again when it fails (a live camera); None: a recording, whose
         #: end is the end
@@ -152,7 +198,7 @@ class WildlifeApp:
         self.deterrent, self.pir = deterrent, pir
         self.rules, self.night_threshold = rules, night_threshold
         self.motion = motion
-        self.tracker: Tracker[Shot] = Tracker(rules)
+        self.tracker: Tracker[Shot | None] = Tracker(rules)
         self._id: str | None = None
         self.frames = 0
         self.scored = 0
@@ -230,12 +276,17 @@ class WildlifeApp:
             and not self.motion.moving(frame.image)
             and self.tracker.current is None
         ):
-            finding = Finding(0.0, (0, 0, 0, 0), "")
+            finding, people = Finding(0.0, (0, 0, 0, 0), ""), []
+        elif isinstance(self.model, MonkeyWatch):
+            look = self.model.look(frame.image)
+            finding, people = look.finding, look.people
+            self.scored += 1
         else:
-            finding = self.model.monkey(frame.image)
+            finding, people = self.model.monkey(frame.image), []
             self.scored += 1
         threshold = self.night_threshold if night else self.rules.threshold
-        what = self.tracker.feed(frame.ts, finding.score, Shot(frame, finding), threshold)
+        keep = Shot.of(frame, finding, people) if finding.score >= threshold else None
+        what = self.tracker.feed(frame.ts, finding.score, keep, threshold)
         cur = self.tracker.current
         if what == "start" and cur is not None and cur.best is not None:
             self._id = uuid.uuid4().hex
@@ -253,10 +304,10 @@ class WildlifeApp:
                     "started": cur.started.isoformat(),
                     "score": round(cur.max_score, 4),
                     "label": cur.best.finding.label,
-                    "box": list(self._scaled_box(cur.best)),
+                    "box": list(cur.best.finding.box),
                     "frames": cur.frames,
                     "night": night,
-                    "snapshot_jpeg": snapshot(cur.best),
+                    "snapshot_jpeg": snapshot(cur.best, blur_people=self.blur_people),
                 },
                 Priority.ALARM,
             )
@@ -274,19 +325,12 @@ class WildlifeApp:
                         "ended": (done.ended or done.last_seen).isoformat(),
                         "frames": done.frames,
                         "max_score": round(done.max_score, 4),
-                        "snapshot_jpeg": snapshot(done.best),
+                        "snapshot_jpeg": snapshot(done.best, blur_people=self.blur_people),
                     },
                     Priority.NORMAL,
                 )
             self._id = None
         return what
-
-    @staticmethod
-    def _scaled_box(shot: Shot) -> tuple[int, int, int, int]:
-        w = shot.frame.image.shape[1]
-        scale = min(1.0, SNAPSHOT_WIDTH / w)
-        x1, y1, x2, y2 = shot.finding.box
-        return (int(x1 * scale), int(y1 * scale), int(x2 * scale), int(y2 * scale))
 
     def hold_deterrent(self, seconds: float) -> bool:
         if self.deterrent is None:

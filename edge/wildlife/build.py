@@ -9,9 +9,11 @@ from edge.camera import FrameSource, is_file_source, open_source
 from edge.config import WildlifeSection
 from edge.vision.manifest import DEFAULT_MODEL, load_manifest
 from edge.vision.onnx import OnnxModel
+from edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
 from edge.wildlife.app import Emit, MotionGate, WildlifeApp
 from edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
 from edge.wildlife.incursion import Rules
+from edge.wildlife.watch import THRESHOLD, Classifier, MonkeyWatch
 
 
 def build_wildlife(
@@ -22,8 +24,9 @@ def build_wildlife(
     pin_factory: Any = None,
 ) -> WildlifeApp:
     manifest = load_manifest(cfg.model or DEFAULT_MODEL)
+    classify = manifest.task == "classify"
     rules = Rules(
-        threshold=cfg.threshold or manifest.score_threshold,
+        threshold=cfg.threshold or (THRESHOLD if classify else manifest.score_threshold),
         start_frames=cfg.start_frames,
         window_s=cfg.window_s,
         quiet_s=cfg.quiet_s,
@@ -33,9 +36,17 @@ def build_wildlife(
     def camera() -> FrameSource:
         return open_source(cfg.source, loop=cfg.loop, fps=cfg.fps)
 
+    model: OnnxModel | MonkeyWatch
+    if classify:
+        model = MonkeyWatch(
+            Classifier(manifest, threads=2),
+            YoloxDetector(DEFAULT_YOLOX, score_threshold=0.05, threads=2) if cfg.proposer else None,
+        )
+    else:
+        model = OnnxModel(manifest, threads=2)
     return WildlifeApp(
         camera(),
-        OnnxModel(manifest, threads=1),
+        model,
         emit,
         rules=rules,
         night_threshold=cfg.night_threshold,
@@ -47,4 +58,5 @@ def build_wildlife(
         if cfg.pir_pin is not None
         else None,
         reopen=None if is_file_source(cfg.source) else camera,
+        blur_people=cfg.blur_people,
     )

@@ -34,7 +34,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     scan.add_argument(
         "--threshold",
         type=float,
-        help="score that counts as a monkey (default: the manifest's score_threshold)",
+        help="score that counts as a monkey (default: the watch's operating point, 0.8, for a "
+        "classifier; the manifest's score_threshold for a detector)",
+    )
+    scan.add_argument(
+        "--single-stage",
+        action="store_true",
+        help="classifier on the whole frame and tiles only (no YOLOX proposals)",
     )
     scan.add_argument("--labels", type=Path, help="folder of YOLO label files for scoring")
     scan.add_argument("--json", action="store_true", help="machine-readable output")
@@ -44,12 +50,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _scan(args: argparse.Namespace) -> int:
     from edge.vision.onnx import OnnxModel
     from edge.wildlife.scan import run_scan
+    from edge.wildlife.watch import THRESHOLD, MonkeyWatch, load_watch
 
+    model: OnnxModel | MonkeyWatch
     try:
         manifest = load_manifest(args.model)
-        model = OnnxModel(manifest)
+        if manifest.task == "classify":
+            model = load_watch(args.model, threads=2, two_stage=not args.single_stage)
+            default = THRESHOLD
+        else:
+            model = OnnxModel(manifest)
+            default = manifest.score_threshold
     except ModelError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    threshold = args.threshold if args.threshold is not None else manifest.score_threshold
+    threshold = args.threshold if args.threshold is not None else default
     return run_scan(model, args.paths, threshold, as_json=args.json, labels=args.labels)

@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.vision.onnx import Finding, OnnxModel
+from edge.vision.onnx import Finding
+from edge.wildlife.app import Model
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".h264", ".mjpeg"}
@@ -72,7 +73,7 @@ def read_image(path: Path) -> np.ndarray:
     return img
 
 
-def scan_file(model: OnnxModel, path: Path, threshold: float, every_s: float = 1.0) -> Result:
+def scan_file(model: Model, path: Path, threshold: float, every_s: float = 1.0) -> Result:
     if path.suffix.lower() in VIDEO_EXT:
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
@@ -143,7 +144,7 @@ def evaluate(results: list[Result], labels: Path) -> Scores:
 
 
 def run_scan(
-    model: OnnxModel, paths: list[Path], threshold: float, *, as_json: bool, labels: Path | None
+    model: Model, paths: list[Path], threshold: float, *, as_json: bool, labels: Path | None
 ) -> int:
     """Scan everything under ``paths``; exit status 0 if at least one file was read (the
     unreadable ones are reported on stderr and skipped), 2 if none could be, or there was
