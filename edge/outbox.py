@@ -187,7 +187,8 @@ class Outbox:
     def age_s(self, row: Row) -> float:
         """How long ``row`` has waited: by the monotonic clock when it was recorded in this
         run (immune to the wall clock being set meanwhile), else by the wall clock."""
-        at = self._recorded.get(row.seq)
+        with self._lock:  # put() reorders and trims this dict on another thread
+            at = self._recorded.get(row.seq)
         if at is not None:
             return time.monotonic() - at
         return (self.wall() - row.created).total_seconds()
@@ -270,7 +271,8 @@ class Outbox:
     @property
     def held(self) -> int:
         """Alarms waiting in memory for disk space."""
-        return len(self._held)
+        with self._lock:
+            return len(self._held)
 
     def _enforce_cap(self) -> None:
         """Drop the oldest rows of the lowest priority until under the cap (lock held)."""

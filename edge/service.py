@@ -34,6 +34,8 @@ from edge.outbox import Outbox, Row
 log = logging.getLogger(__name__)
 
 SW_VERSION = "0.1.0"
+#: config sections that belong to an app: a change restarts it with the new config
+APP_SECTIONS = ("sim", "wildlife", "ridership", "kiosk")
 
 
 class Emitter:
@@ -159,6 +161,8 @@ class Service:
         self._started = clock()
         self.fps: float | None = None
         self.inference_ms: float | None = None
+        #: set from the link's thread (twin change, restart-app), acted on by the loop
+        self._restart_wanted = threading.Event()
 
     # -- twin ----------------------------------------------------------------------------
 
@@ -178,10 +182,10 @@ class Service:
         tmp = self._twin_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"version": version, "config": patch}))
         tmp.replace(self._twin_file)
-        restart = any(getattr(new, k) != getattr(self.cfg, k) for k in ("sim", "wildlife", "kiosk"))
+        restart = any(getattr(new, k) != getattr(self.cfg, k) for k in APP_SECTIONS)
         self._set_cfg(new)
         if restart:
-            self.restart_app()
+            self._restart_wanted.set()  # on the service loop, not on the link's thread
         log.info("applied twin config version %d", version)
         return remote_view(new)
 
@@ -287,8 +291,9 @@ class Service:
         return {"config_version": self.link.twin_version, "config": dumped}
 
     def _cmd_restart_app(self, args: dict[str, Any]) -> dict[str, Any]:
-        self.restart_app()
-        return {"restarted": self.app is not None}
+        # loading models and opening cameras takes seconds: never on the link's network thread
+        self._restart_wanted.set()
+        return {"restart": "queued"}
 
     def _cmd_deterrent_hold(self, args: dict[str, Any]) -> dict[str, Any]:
         """A hunter is on the way (or a trap is set): keep the deterrent silent."""
@@ -327,6 +332,9 @@ class Service:
         next_tele = next_ping = self.clock()
         try:
             while not self._stop.is_set():
+                if self._restart_wanted.is_set():
+                    self._restart_wanted.clear()
+                    self.restart_app()
                 now = self.clock()
                 with self._app_lock:
                     if self.app is not None:

@@ -1,0 +1,79 @@
+"""The service restarts its app for a changed app section, on its own loop (never on the
+link's network thread), against a real Mosquitto."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge import contract
+from edge.config import DeviceConfig, load_config
+from edge.service import Emitter, Service
+from provisioning.fleet import Fleet
+from provisioning.mosquitto import MosquittoProcess
+from tests.conftest import add_device
+from tests.edge.test_link import Running
+from tests.mqtt_probe import Probe, wait_until
+
+
+@dataclass
+class Started:
+    """What each app start saw: the config it was given and the thread it ran on."""
+
+    configs: list[DeviceConfig] = field(default_factory=list)
+    threads: list[str] = field(default_factory=list)
+
+
+class QuietApp:
+    def step(self, now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def recording_factory(started: Started):  # type: ignore[no-untyped-def]
+    def factory(cfg: DeviceConfig, emit: Emitter) -> QuietApp:
+        started.configs.append(cfg)
+        started.threads.append(threading.current_thread().name)
+        return QuietApp()
+
+    return factory
+
+
+def test_a_ridership_change_from_the_hub_restarts_the_app_on_the_service_loop(
+    fleet: Fleet, broker: MosquittoProcess, hub_probe: Probe, tmp_path: Path
+) -> None:
+    door = {
+        "source": str(tmp_path / "door.avi"),
+        "line": [320.0, 330.0, 320.0, 120.0],
+        "schedule": [[5.0, 25.0]],
+    }
+    cfg_path = add_device(fleet, "bus-01", "ridership", ridership={"doors": [door]})
+    started = Started()
+    service = Service(load_config(cfg_path), app_factory=recording_factory(started))
+    with Running(service) as svc:
+        wait_until(lambda: svc.link.connected and started.configs, what="first start")
+        hub_probe.client.publish(
+            contract.twin_desired("bus-01"),
+            contract.TwinDesired(
+                version=1, config={"ridership": {"doors": [door], "tail_s": 9}}
+            ).dumps(),
+            qos=1,
+            retain=True,
+        )
+        wait_until(lambda: len(started.configs) == 2, what="the app restarted")
+        assert started.configs[-1].ridership is not None
+        assert started.configs[-1].ridership.tail_s == 9
+        corr = hub_probe.command("bus-01", "restart-app")
+        wait_until(lambda: len(started.configs) == 3, what="restart-app")
+        replies = [
+            contract.CommandReply.model_validate_json(m.payload)
+            for m in hub_probe.on("bus-01/reply/restart-app")
+            if getattr(m.properties, "CorrelationData", None) == corr
+        ]
+        assert replies and replies[0].ok
+    # the service's own thread started the app every time, never paho's network thread
+    loop = {started.threads[0]}
+    assert set(started.threads) == loop and not any("paho" in t for t in loop)
