@@ -166,7 +166,12 @@ class DoorSection(Section):
         description="counting line [x1, y1, x2, y2] in frame pixels; crossing toward its "
         "clockwise side (downward for a line drawn left to right) is a boarding"
     )
-    detector: Literal["blobs", "hog"] = Field("blobs", description="person detector")
+    detector: Literal["blobs", "hog", "yolox"] = Field(
+        "blobs",
+        description="person detector: blobs (background subtraction; overhead cameras), "
+        "yolox (YOLOX-nano people, run while something moves; angled and side views), hog",
+    )
+    gate: bool = Field(True, description="yolox: run the detector only while something moves")
     anchor: Literal["center", "bottom"] = Field(
         "center", description="center for an overhead camera, bottom (feet) for an angled one"
     )

@@ -46,7 +46,13 @@ def build_ridership(
             Door(
                 d.name,
                 open_source(d.source, loop=d.loop, fps=d.fps),
-                DoorCounter(d.line, detector=d.detector, anchor=d.anchor, band_px=d.band_px),
+                DoorCounter(
+                    d.line,
+                    detector=d.detector,
+                    anchor=d.anchor,
+                    band_px=d.band_px,
+                    gate=d.gate,
+                ),
                 signal,
             )
         )

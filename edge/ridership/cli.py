@@ -36,7 +36,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="x1,y1,x2,y2",
         help="the counting line in frame pixels, e.g. 320,330,320,120",
     )
-    count.add_argument("--detector", choices=["blobs", "hog"], default="blobs", help="%(default)s")
+    count.add_argument(
+        "--detector",
+        choices=["blobs", "yolox", "hog"],
+        default="blobs",
+        help="blobs (overhead door camera) or yolox (people seen at an angle or from the "
+        "side); default %(default)s",
+    )
+    count.add_argument(
+        "--no-gate",
+        dest="gate",
+        action="store_false",
+        help="yolox: run the detector on every frame, not only while something moves",
+    )
     count.add_argument(
         "--anchor",
         choices=["center", "bottom"],
@@ -73,6 +85,7 @@ def _count(args: argparse.Namespace) -> int:
             detector=args.detector,
             anchor=args.anchor,
             band_px=args.band,
+            gate=args.gate,
             annotate=args.annotate,
             progress=None if args.json else print_progress,
         )

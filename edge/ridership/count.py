@@ -7,6 +7,7 @@ video so staff can check the counter by eye.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +24,9 @@ from edge.ridership.line import Anchor, Crossing, LineCounter
 from edge.vision.blobs import BlobDetector, Box
 from edge.vision.tracking import Tracker
 
-DetectorName = Literal["blobs", "hog"]
+log = logging.getLogger(__name__)
+
+DetectorName = Literal["blobs", "hog", "yolox"]
 
 
 class Detector(Protocol):
@@ -32,11 +35,24 @@ class Detector(Protocol):
     def learn(self, image: np.ndarray) -> None: ...
 
 
-def make_detector(name: DetectorName) -> Detector:
+def make_detector(name: DetectorName, *, gate: bool = True, model: Path | None = None) -> Detector:
+    """The named detector; ``yolox`` falls back to blobs (logged) if its model cannot load.
+
+    ``model``: the YOLOX manifest (default ``models/yolox-nano.toml``).
+    """
     if name == "hog":
         from edge.vision.hog import HogDetector
 
         return HogDetector()
+    if name == "yolox":
+        from edge.vision.manifest import ModelError
+        from edge.vision.persons import GatedPersonDetector
+        from edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
+
+        try:
+            return GatedPersonDetector(YoloxDetector(model or DEFAULT_YOLOX), gate=gate)
+        except ModelError as e:
+            log.error("person detector unavailable, counting with blobs instead: %s", e)
     return BlobDetector()
 
 
@@ -48,8 +64,9 @@ class DoorCounter:
         detector: DetectorName = "blobs",
         anchor: Anchor = "center",
         band_px: float = 12.0,
+        gate: bool = True,
     ) -> None:
-        self.detector = make_detector(detector)
+        self.detector = make_detector(detector, gate=gate)
         self.tracker = Tracker()
         self.line = LineCounter(line, band_px=band_px, anchor=anchor)
         self.last_boxes: list[Box] = []
@@ -125,20 +142,53 @@ def count_video(
     detector: DetectorName = "blobs",
     anchor: Anchor = "center",
     band_px: float = 12.0,
+    gate: bool = True,
     annotate: Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> CountResult:
     """Count a clip from start to end. Raises CameraError if it cannot be read."""
+    return count_lines(
+        path,
+        [line],
+        detector=detector,
+        anchor=anchor,
+        band_px=band_px,
+        gate=gate,
+        annotate=annotate,
+        progress=progress,
+    )[0]
+
+
+def count_lines(
+    path: Path,
+    lines: list[tuple[float, float, float, float]],
+    *,
+    detector: DetectorName = "blobs",
+    anchor: Anchor = "center",
+    band_px: float = 12.0,
+    gate: bool = True,
+    annotate: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[CountResult]:
+    """Count a clip on several lines at once: one detector and tracker, one counter per line
+    (the annotated video shows the first). Raises CameraError if the clip cannot be read."""
+    if not lines:
+        raise ValueError("lines: give at least one counting line")
     source = FileSource(path)
-    counter = DoorCounter(line, detector=detector, anchor=anchor, band_px=band_px)
+    counter = DoorCounter(lines[0], detector=detector, anchor=anchor, band_px=band_px, gate=gate)
+    others = [LineCounter(ln, band_px=band_px, anchor=anchor) for ln in lines[1:]]
     writer: cv2.VideoWriter | None = None
-    crossings: list[Counted] = []
+    crossings: list[list[Counted]] = [[] for _ in lines]
     frames = 0
     started = time.perf_counter()
     try:
         while (frame := source.read()) is not None:
             for c in counter.process(frame):
-                crossings.append(Counted(frame.index, c.track, c.direction))
+                crossings[0].append(Counted(frame.index, c.track, c.direction))
+            trusted = counter.tracker.trusted()
+            for i, other in enumerate(others, 1):
+                for c in other.update(trusted, frame.ts):
+                    crossings[i].append(Counted(frame.index, c.track, c.direction))
             frames += 1
             if annotate is not None:
                 if writer is None:
@@ -154,14 +204,12 @@ def count_video(
         source.close()
         if writer is not None:
             writer.release()
-    return CountResult(
-        str(path),
-        frames,
-        counter.line.ins,
-        counter.line.outs,
-        time.perf_counter() - started,
-        crossings,
-    )
+    seconds = time.perf_counter() - started
+    counters = [counter.line, *others]
+    return [
+        CountResult(str(path), frames, lc.ins, lc.outs, seconds, cs)
+        for lc, cs in zip(counters, crossings, strict=True)
+    ]
 
 
 def print_progress(frames: int) -> None:
