@@ -37,7 +37,10 @@ def test_sudoku_page_corners_and_flat_grid() -> None:
     assert still.found
     corners = np.array(still.corners)
     err = np.linalg.norm(corners - SUDOKU_GRID, axis=1)
-    assert err.max() < 6, f"corners {corners.tolist()} vs {SUDOKU_GRID.tolist()}"
+    diagonal = float(np.linalg.norm(SUDOKU_GRID[2] - SUDOKU_GRID[0]))
+    # the grid's top border runs under the dark header bar: its corner is the hardest
+    assert err.max() < 0.025 * diagonal, f"corners {corners.tolist()} vs {SUDOKU_GRID.tolist()}"
+    assert still.how == "printed_frame"  # a newspaper larger than the view
     h, w = still.image.shape[:2]
     assert 0.93 < w / h < 1.07, "the grid is square once flattened"
     # flat: the grid's lines are straight and evenly spaced in both directions
@@ -68,8 +71,20 @@ def desk_with_page(page_w: int, page_h: int, corners: np.ndarray) -> np.ndarray:
     return desk
 
 
+def turned(w: float, h: float, degrees: float, centre: tuple[float, float]) -> np.ndarray:
+    """A w x h page seen straight down, turned by ``degrees`` (TL, TR, BR, BL)."""
+    a = np.radians(degrees)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    box = np.array([[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]])
+    return (box @ rot.T + np.array(centre)).astype(np.float32)
+
+
+#: an A4 page a little more than 200 dpi across, turned 4 degrees on a 12 MP frame
+A4_CORNERS = turned(1700, 1700 * A4_RATIO, 4, (2000, 1500))
+
+
 def test_a4_page_on_a_12mp_desk_comes_out_upright_at_200_dpi() -> None:
-    corners = np.array([[1150, 240], [2790, 330], [2930, 2700], [980, 2620]], np.float32)
+    corners = A4_CORNERS
     frame = desk_with_page(1654, 2339, corners)
     found = find_page(frame)
     assert found is not None
@@ -87,13 +102,13 @@ def test_a4_page_on_a_12mp_desk_comes_out_upright_at_200_dpi() -> None:
 
 
 def test_blur_and_glare_are_warned() -> None:
-    corners = np.array([[1150, 240], [2790, 330], [2930, 2700], [980, 2620]], np.float32)
+    corners = A4_CORNERS
     frame = desk_with_page(1654, 2339, corners)
     assert rectify(frame).warnings == []
     blurred = cv2.GaussianBlur(frame, (0, 0), 9)
     assert any("blurred" in x for x in rectify(blurred).warnings)
     glare = frame.copy()
-    cv2.circle(glare, (1900, 1400), 260, (255, 255, 255), -1)
+    cv2.circle(glare, (2000, 1500), 260, (255, 255, 255), -1)
     assert any("glare" in x for x in rectify(glare).warnings)
 
 
