@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from edge import preflight
 from edge.config import EXIT_BAD_CONFIG, load_config
 from edge.errors import ConfigError, OutboxError
 
@@ -17,8 +18,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "check-config",
         help="validate a device config file",
-        description="Validate a device TOML file without starting anything. Prints one line per "
-        "problem as `section.key: what is wrong (got VALUE)` and exits 78 if any.",
+        description="Validate a device TOML file without starting anything: every value, and "
+        "every file it names (certificate readable and signed by the CA, key matching it, not "
+        "expired; signing key, model, camera files). Prints one line per problem as "
+        "`section.key: what is wrong` and exits 78 if any.",
     )
     p.add_argument("config", type=Path, help="device TOML file, e.g. /etc/mimamori/device.toml")
     p.set_defaults(func=check_config)
@@ -44,6 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def check_config(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
+        preflight.check(cfg, str(args.config))
     except ConfigError as e:
         print(f"{e.source}: invalid", file=sys.stderr)
         for problem in e.problems:
@@ -58,6 +62,7 @@ def run_device(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.config)
+        preflight.check(cfg, str(args.config))
     except ConfigError as e:
         log.error("bad config %s", e)
         return EXIT_BAD_CONFIG

@@ -61,6 +61,7 @@ def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
 
 def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     mimamori = [sys.executable, "-m", "edge.cli"]
+    (tmp_path / "password").write_text("secret\n")  # every file the config names must exist
     ok = subprocess.run(
         [*mimamori, "check-config", str(write(tmp_path, GOOD))], capture_output=True, text=True
     )
