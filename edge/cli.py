@@ -19,6 +19,7 @@ COMMANDS = {
     "device": "edge.commands",
     "wildlife": "edge.wildlife.cli",
     "ridership": "edge.ridership.cli",
+    "kiosk": "kiosk.cli",
     "hub": "hub.cli",
     "provision": "provisioning.cli",
     "demo": "provisioning.demo",

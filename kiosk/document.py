@@ -83,6 +83,8 @@ REACH = 0.04
 BLUR_VAR = 60.0
 #: share of blown-out pixels on the page that reads as glare
 GLARE_SHARE = 0.01
+#: ... on paper whose median grey is below this (white all over is a scan, not a lamp)
+GLARE_PAPER_MAX = 240
 
 
 class DocumentError(ValueError):
@@ -107,6 +109,7 @@ class Still:
     aspect: float | None = None  # width / height of the page as it lies
     paper: str | None = None  # the named paper shape the aspect matches, if any
     how: str | None = None
+    camera_dpi: float | None = None  # what the camera resolves over the page (uncapped)
 
 
 def order_corners(pts: np.ndarray) -> np.ndarray:
@@ -551,7 +554,8 @@ def quality_warnings(page: np.ndarray, dpi: float | None) -> list[str]:
         blown = (hsv[..., 2] >= 250) & (hsv[..., 1] <= 25)
     else:
         blown = gray >= 250
-    if blown.mean() > GLARE_SHARE:
+    # glare is blown out against paper that is not: a scan's paper may be white all over
+    if blown.mean() > GLARE_SHARE and float(np.median(gray)) < GLARE_PAPER_MAX:
         warnings.append("glare: a light reflects on the paper; tilt it or dim the lamp")
     return warnings
 
@@ -571,6 +575,7 @@ def rectify(image: np.ndarray, target_dpi: float = TARGET_DPI) -> Still:
     corners = page.corners
     name, long_in = paper_name(page.aspect)
     w, h, dpi = page_size(corners, page.aspect, int(round(target_dpi * long_in)))
+    _, _, camera_dpi = page_size(corners, page.aspect, 1_000_000)
     dst = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], dtype=np.float32)
     m = cv2.getPerspectiveTransform(corners, dst)
     flat = cv2.warpPerspective(image, m, (w, h), flags=cv2.INTER_CUBIC)
@@ -592,4 +597,5 @@ def rectify(image: np.ndarray, target_dpi: float = TARGET_DPI) -> Still:
         aspect=round(page.aspect, 3),
         paper=name,
         how=page.how,
+        camera_dpi=camera_dpi,
     )
