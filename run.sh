@@ -65,7 +65,7 @@ case "$cmd" in
         apt_install mosquitto:/usr/sbin/mosquitto $BROKER_BUILD mosquitto-clients:mosquitto_pub \
             postgresql:/usr/lib/postgresql systemd:systemd-analyze mtools:mcopy \
             dosfstools:/usr/sbin/mkfs.vfat fdisk:/usr/sbin/sfdisk cloud-init:cloud-init \
-            chromium:/usr/lib/chromium/chromium
+            chromium:/usr/lib/chromium/chromium fonts-noto-cjk:/usr/share/fonts/opentype/noto
         venv test
         say "ruff"
         .venv/bin/ruff check .

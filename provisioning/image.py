@@ -254,6 +254,8 @@ UNIT_BY_ROLE = {
     "ridership": "mimamori-ridership.service",
     "kiosk": "mimamori-kiosk.service",
 }
+#: Debian packages a role needs beyond Python: the kiosk's screen is mostly Japanese
+PACKAGES_BY_ROLE = {"kiosk": ["fonts-noto-cjk"]}
 
 
 def build_seed(fleet: Fleet, name: str, network: Network, *, wheel: Path) -> dict[str, bytes]:
@@ -324,7 +326,7 @@ def build_seed(fleet: Fleet, name: str, network: Network, *, wheel: Path) -> dic
         # cloud-init applies network-config once; later boots must not apply the redacted copy
         "updates": {"network": {"when": ["boot-new-instance"]}},
         "package_update": True,
-        "packages": ["python3-venv", "python3-pip"],
+        "packages": ["python3-venv", "python3-pip", *PACKAGES_BY_ROLE.get(info["role"], [])],
         "write_files": public_files + secret_files,
         "runcmd": [
             *install,

@@ -138,6 +138,8 @@ def test_user_data_passes_cloud_init_schema(fleet: Fleet, tmp_path: Path, wheel)
     assert wifi == {"office": {"password": "pw"}}
     redacted = yaml.safe_load(seed["network-config.redacted"])["wifis"]["wlan0"]
     assert redacted["access-points"] == {"office": {}}
+    # the kiosk's screen is Japanese: its image brings a Japanese font
+    assert "fonts-noto-cjk" in yaml.safe_load(seed["user-data"])["packages"]
     for name in ("user-data", "user-data.redacted"):
         path = tmp_path / name
         path.write_bytes(seed[name])
