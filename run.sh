@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mimamori developer entry point.
 #   ./run.sh demo [ARGS]   local broker + hub + simulated devices; prints the URL to open
-#   ./run.sh test [ARGS]   lint, type checks and the whole test suite (ARGS go to pytest)
+#   ./run.sh test [ARGS]   lint, type checks and the tests (ARGS go to pytest; -m 'soak or browser'
+#                          runs the long suites the default leaves out)
 # Both install what they need first: Debian packages (mosquitto, and gcc with Mosquitto's
 # headers for the broker's guard plugin; postgresql and chromium for the tests), a virtualenv
 # in .venv and the Python dependencies.
@@ -81,7 +82,8 @@ case "$cmd" in
         exit $rc
         ;;
     *)
-        sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+        [ -n "$cmd" ] && echo "error: unknown command '$cmd' (expected demo or test)" >&2
+        sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

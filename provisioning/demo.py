@@ -29,8 +29,19 @@ DEMO_ADMIN = "admin"
 #: sample photographs shipped beside the repository (see its README for provenance)
 MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media"
 VTEST = MEDIA / "opencv" / "vtest.avi"
-#: the kiosk's two cameras in the demo: a face, and a sheet of paper photographed on a desk
-FACE, DESK = MEDIA / "opencv" / "messi5.jpg", MEDIA / "opencv" / "sudoku.png"
+#: what each demo device runs on the sample media, and the files that needs; without them
+#: the device runs a stand-in that only sends notices
+NEEDS = {
+    "field-01": (
+        "the monkey watch on sample photographs",
+        ["camera-trap/sample-dzf-01.jpg", "monkeys/images/*.jpg"],
+    ),
+    "bus-01": ("the bus counter on the walking clip", ["opencv/vtest.avi"]),
+    "kiosk-01": (
+        "the counter kiosk on a sample face and page",
+        ["opencv/messi5.jpg", "opencv/sudoku.png"],
+    ),
+}
 DEMO_DEVICES = [
     ("field-01", "wildlife", "North paddy, Kamiyama"),
     ("bus-01", "ridership", "Route 3 bus, front door"),
@@ -60,6 +71,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the kiosk's resident screen (default: %(default)s)",
     )
     p.add_argument(
+        "--media",
+        type=Path,
+        default=MEDIA,
+        help="the sample media folder (default: %(default)s); without it the devices send "
+        "simulated notices only",
+    )
+    p.add_argument(
         "--duration",
         type=float,
         default=0,
@@ -68,7 +86,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run)
 
 
-def demo_bus(folder: Path) -> dict[str, object]:
+def missing(media: Path, name: str) -> list[str]:
+    """The sample files device ``name`` needs that are not in ``media``."""
+    return [f for f in NEEDS[name][1] if not any(media.glob(f))]
+
+
+def describe(media: Path) -> list[str]:
+    """One line per demo device: what it runs, or what it misses."""
+    lines = []
+    for name, _, _ in DEMO_DEVICES:
+        gone = missing(media, name)
+        what = NEEDS[name][0]
+        lines.append(
+            f"{name:<9} {what}"
+            if not gone
+            else f"{name:<9} simulated notices only: {what} needs {', '.join(gone)}"
+        )
+    return lines
+
+
+def demo_bus(folder: Path, media: Path) -> dict[str, object]:
     """A made-up route (GTFS) driven stop by stop (NMEA), the door open 5 s of every 10,
     counting the people walking in the OpenCV sample clip."""
     from edge.ridership.gtfs import load_feed
@@ -83,7 +120,7 @@ def demo_bus(folder: Path) -> dict[str, object]:
         "doors": [
             {
                 "name": "front",
-                "source": str(VTEST),
+                "source": str(media / "opencv" / "vtest.avi"),
                 "fps": 10,
                 "loop": True,
                 "line": [320, 330, 320, 120],
@@ -94,27 +131,27 @@ def demo_bus(folder: Path) -> dict[str, object]:
     }
 
 
-def demo_field(folder: Path) -> Path | None:
+def demo_field(folder: Path, media: Path) -> Path | None:
     """A looping field sequence from the shared sample media, if it is there."""
-    empty = MEDIA / "camera-trap" / "sample-dzf-01.jpg"
-    monkeys = sorted((MEDIA / "monkeys" / "images").glob("*.jpg"))[:6]
-    if not empty.is_file() or not monkeys:
+    if missing(media, "field-01"):
         return None
+    empty = media / "camera-trap" / "sample-dzf-01.jpg"
+    monkeys = sorted((media / "monkeys" / "images").glob("*.jpg"))[:6]
     folder.mkdir(parents=True, exist_ok=True)
     for i, src in enumerate([empty] * 10 + monkeys + [empty] * 40):
         shutil.copyfile(src, folder / f"{i:03d}.jpg")
     return folder
 
 
-def demo_kiosk(screen_port: int) -> dict[str, object] | None:
+def demo_kiosk(screen_port: int, media: Path) -> dict[str, object] | None:
     """The counter kiosk on the sample pictures, open around the clock (it is a demo)."""
-    if not FACE.is_file() or not DESK.is_file():
+    if missing(media, "kiosk-01"):
         return None
     return {
         "office": "下分室 Shimo branch",
         "phone": "0120-000-000",
-        "face_source": str(FACE),
-        "doc_source": str(DESK),
+        "face_source": str(media / "opencv" / "messi5.jpg"),
+        "doc_source": str(media / "opencv" / "sudoku.png"),
         "days": [0, 1, 2, 3, 4, 5, 6],
         "opens": "00:00",
         "closes": "24:00",
@@ -122,7 +159,11 @@ def demo_kiosk(screen_port: int) -> dict[str, object] | None:
     }
 
 
-def provision(root: Path, port: int, web_port: int, screen_port: int = 8090) -> Fleet:
+def provision(
+    root: Path, port: int, web_port: int, screen_port: int = 8090, media: Path = MEDIA
+) -> Fleet:
+    plan = root / "demo-plan.txt"  # what the devices were set up to run, from which media
+    wanted = "\n".join([str(media), *describe(media)])
     if (root / "fleet.toml").exists():
         fleet = Fleet.open(root)
         hub_web = tomllib.loads(fleet.hub_config.read_text())["web"]["port"]
@@ -132,9 +173,11 @@ def provision(root: Path, port: int, web_port: int, screen_port: int = 8090) -> 
             and "hub_port" in fleet.settings["broker"]  # made before the hub listener
             and hub_web == web_port
             and kiosk.get("screen_port", screen_port) == screen_port
+            and plan.is_file()
+            and plan.read_text() == wanted
         ):
             return fleet
-        log.info("demo fleet in %s uses another port: making a new one", root)
+        log.info("demo fleet in %s was set up otherwise (ports or media): making a new one", root)
         shutil.rmtree(root)
     fleet = Fleet.init(
         root,
@@ -145,7 +188,7 @@ def provision(root: Path, port: int, web_port: int, screen_port: int = 8090) -> 
     )
     for name, role, location in DEMO_DEVICES:
         extra: dict[str, object] = {"telemetry": {"interval_s": 10}}
-        field = demo_field(fleet.root / "media" / name) if role == "wildlife" else None
+        field = demo_field(fleet.root / "media" / name, media) if role == "wildlife" else None
         if field is not None:  # replay real photographs: a troop comes by every minute or so
             extra["wildlife"] = {
                 "source": str(field),
@@ -155,13 +198,14 @@ def provision(root: Path, port: int, web_port: int, screen_port: int = 8090) -> 
                 "cooldown_s": 20,
                 "motion": False,
             }
-        elif role == "ridership" and VTEST.is_file():  # real people, a made-up route
-            extra["ridership"] = demo_bus(fleet.root / "media" / name)
-        elif role == "kiosk" and (kiosk := demo_kiosk(screen_port)) is not None:
+        elif role == "ridership" and not missing(media, name):  # real people, made-up route
+            extra["ridership"] = demo_bus(fleet.root / "media" / name, media)
+        elif role == "kiosk" and (kiosk := demo_kiosk(screen_port, media)) is not None:
             extra["kiosk"] = kiosk
         else:
             extra["sim"] = {"event_interval_s": 20}
         fleet.add_device(name, role, location=location, extra=extra)
+    plan.write_text(wanted)
     password = fleet.root / "hub" / "demo-admin-password"
     password.touch(mode=0o600)
     password.write_text(secrets.token_urlsafe(12) + "\n")
@@ -187,7 +231,7 @@ def provision(root: Path, port: int, web_port: int, screen_port: int = 8090) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    fleet = provision(args.dir, args.port, args.web_port, args.screen_port)
+    fleet = provision(args.dir, args.port, args.web_port, args.screen_port, args.media)
     logs = fleet.root / "logs"
     logs.mkdir(exist_ok=True)
     try:
@@ -223,9 +267,18 @@ def run(args: argparse.Namespace) -> int:
         if "kiosk" in tomllib.loads(fleet.device_config("kiosk-01").read_text()):
             print(f"  resident screen: http://127.0.0.1:{args.screen_port}/  (press the button,")
             print("                   then answer on the hub's Counter page)")
+        print("  devices:")
+        for line in describe(args.media):
+            print(f"    {line}")
+        if any(missing(args.media, n) for n, _, _ in DEMO_DEVICES):
+            print(
+                f"  warning: sample media missing in {args.media} (see README, 'Two commands'); "
+                "the broker, the hub and its pages run, the devices above marked 'simulated' "
+                "only send notices",
+                file=sys.stderr,
+            )
         print(f"  fleet directory: {fleet.root}")
         print(f"  logs:            {logs}/")
-        print("  devices:         " + ", ".join(n for n, _, _ in DEMO_DEVICES))
         print("\nPress Ctrl-C to stop.", flush=True)
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stopping and (deadline is None or time.monotonic() < deadline):

@@ -81,3 +81,22 @@ def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
         "bus-01",
         "kiosk-01",
     }
+
+
+def test_demo_without_sample_media_says_what_is_missing_and_what_runs(tmp_path: Path) -> None:
+    from provisioning import demo
+
+    empty = tmp_path / "no-media"
+    empty.mkdir()
+    lines = demo.describe(empty)
+    assert len(lines) == 3 and all("simulated notices only" in line for line in lines)
+    assert "needs opencv/vtest.avi" in lines[1]
+    ports = (free_port(), free_port(), free_port())
+    fleet = demo.provision(tmp_path / "demo", *ports, empty)
+    text = fleet.device_config("bus-01").read_text()
+    assert "[sim]" in text and "[ridership]" not in text
+    if any(demo.missing(demo.MEDIA, n) for n in demo.NEEDS):
+        return  # no sample media on this machine: the rest needs it
+    # with the media there, the same folder and ports are set up again for the real apps
+    again = demo.provision(tmp_path / "demo", *ports, demo.MEDIA)
+    assert "[ridership]" in again.device_config("bus-01").read_text()
