@@ -9,11 +9,10 @@ from edge.camera import FrameSource, is_file_source, open_source
 from edge.config import WildlifeSection
 from edge.vision.manifest import DEFAULT_MODEL, load_manifest
 from edge.vision.onnx import OnnxModel
-from edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
 from edge.wildlife.app import Emit, MotionGate, WildlifeApp
 from edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
 from edge.wildlife.incursion import Rules
-from edge.wildlife.watch import THRESHOLD, Classifier, MonkeyWatch
+from edge.wildlife.watch import THRESHOLD, Classifier, MonkeyWatch, lean_yolox
 
 
 def build_wildlife(
@@ -40,7 +39,7 @@ def build_wildlife(
     if classify:
         model = MonkeyWatch(
             Classifier(manifest, threads=2),
-            YoloxDetector(DEFAULT_YOLOX, score_threshold=0.05, threads=2) if cfg.proposer else None,
+            lean_yolox(threads=2) if cfg.proposer else None,
         )
     else:
         model = OnnxModel(manifest, threads=2)

@@ -60,28 +60,31 @@ class Proposer(Protocol):
     ) -> Sequence[Detected]: ...
 
 
-class Classifier(OnnxModel):
-    """The primate classifier with a lean onnxruntime session for a 512 MB board.
+def lean_session(manifest: Manifest, threads: int) -> ort.InferenceSession:
+    """An onnxruntime session for a 512 MB board: no CPU arena and no memory patterns (they
+    keep the largest activations ever seen), one inter-op thread."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.enable_cpu_mem_arena = False
+    opts.enable_mem_pattern = False
+    try:
+        return ort.InferenceSession(
+            str(manifest.file), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ModelError(f"{manifest.file}: onnxruntime cannot load it ({e})") from None
 
-    onnxruntime's CPU arena and memory patterns keep the largest activations of every batch
-    size ever seen; crops go through one at a time and nothing is cached between calls.
-    """
+
+class Classifier(OnnxModel):
+    """The primate classifier on a lean session; crops go through one at a time (the
+    activations of one crop, not ten)."""
 
     def __init__(self, manifest: Manifest, *, threads: int = 1) -> None:
         if manifest.task != "classify":
             raise ModelError(f"{manifest.file}: the watch's classifier must be task = 'classify'")
         self.manifest = manifest
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.enable_cpu_mem_arena = False
-        opts.enable_mem_pattern = False
-        try:
-            self.session = ort.InferenceSession(
-                str(manifest.file), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise ModelError(f"{manifest.file}: onnxruntime cannot load it ({e})") from None
+        self.session = lean_session(manifest, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.dynamic_batch = False  # one crop at a time: activations for one, not ten
         self.labels = manifest.labels.read_text(encoding="utf-8").splitlines()
@@ -205,12 +208,16 @@ def load_watch(
 ) -> MonkeyWatch:
     """The watch from its model manifests (defaults: EfficientNet-Lite0 and YOLOX-nano)."""
     from edge.vision.manifest import DEFAULT_MODEL, load_manifest
-    from edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
 
     cls = Classifier(load_manifest(classifier or DEFAULT_MODEL), threads=threads)
-    prop = (
-        YoloxDetector(proposer or DEFAULT_YOLOX, score_threshold=0.05, threads=threads)
-        if two_stage
-        else None
-    )
+    prop = lean_yolox(proposer, threads) if two_stage else None
     return MonkeyWatch(cls, prop, person_score=person_score)
+
+
+def lean_yolox(manifest: Path | None = None, threads: int = 1) -> Proposer:
+    """YOLOX-nano as the proposer (every class, from score 0.05) on a lean session."""
+    from edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
+
+    det = YoloxDetector(manifest or DEFAULT_YOLOX, score_threshold=0.05, threads=threads)
+    det.session = lean_session(det.manifest, threads)
+    return det
