@@ -20,7 +20,7 @@ import math
 import secrets
 import tomllib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,6 +45,7 @@ from werkzeug.wrappers import Response
 from edge import contract
 from hub.alerts import Alerts
 from hub.auth import ROLES, SESSION_LIFETIME, Accounts, Throttle
+from hub.clock import ago, duration, local, when
 from hub.config import LOCAL
 from hub.counter.relay import Relay
 from hub.counter.web import register as register_counter
@@ -115,25 +116,6 @@ def local_next(app: Flask, target: str) -> str | None:
     if endpoint in ("login", "logout", "static"):
         return None
     return urlunsplit(("", "", parts.path, parts.query, ""))
-
-
-def ago(ts: datetime | None, now: datetime | None = None) -> str:
-    """'12 s', '3 min', '5 h', '2 d' — how long since ``ts``."""
-    if ts is None:
-        return "never"
-    secs = max(0, int(((now or datetime.now(UTC)) - ts).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if secs >= size:
-            return f"{secs // size} {unit}"
-    return f"{secs} s"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    s = int(seconds)
-    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
-    return f"{d} d {h} h" if d else f"{h} h {m} min" if h else f"{m} min"
 
 
 def parse_desired(text: str) -> dict[str, Any]:
@@ -292,15 +274,14 @@ def create_app(
         return render_template("audit.html", rows=accounts.audit_log(), users=accounts.all())
 
     app.jinja_env.filters["ago"] = ago
+    app.jinja_env.filters["when"] = when
     app.jinja_env.filters["duration"] = duration
-    app.jinja_env.filters["localtime"] = lambda iso: (
-        datetime.fromisoformat(str(iso)).astimezone(LOCAL).strftime("%H:%M")
-    )
+    app.jinja_env.filters["localtime"] = lambda iso: local(str(iso)).strftime("%H:%M")
     app.jinja_env.filters["without_images"] = lambda d: {
         k: v for k, v in d.items() if not k.endswith("_jpeg")
     }
     app.jinja_env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False)
-    app.jinja_env.globals.update(ROLE_LABELS=ROLE_LABELS, COMMANDS=COMMANDS)
+    app.jinja_env.globals.update(ROLE_LABELS=ROLE_LABELS, COMMANDS=COMMANDS, TZ=str(LOCAL))
 
     @app.get("/")
     def fleet() -> str:
@@ -384,11 +365,8 @@ def create_app(
         ]
         by_day: dict[str, list[dict[str, Any]]] = {}
         for v in visits:
-            day = (
-                datetime.fromisoformat(v["data"]["started"]).astimezone(LOCAL).strftime("%Y-%m-%d")
-            )
-            by_day.setdefault(day, []).append(v)
-        return render_template("timeline.html", d=d, by_day=by_day, local=LOCAL)
+            by_day.setdefault(local(v["data"]["started"]).strftime("%Y-%m-%d"), []).append(v)
+        return render_template("timeline.html", d=d, by_day=by_day)
 
     @app.route("/alerts/take/<token>", methods=["GET", "POST"])
     def take(token: str) -> Any:

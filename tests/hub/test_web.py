@@ -10,7 +10,8 @@ from edge import contract
 from edge.config import load_config
 from edge.service import Service
 from hub.cli import Hub
-from hub.web import ago, parse_desired
+from hub.clock import ago
+from hub.web import parse_desired
 from provisioning.fleet import Fleet
 from tests.conftest import add_device
 from tests.hub.conftest import Staff
@@ -95,3 +96,24 @@ def test_parse_desired_and_ago() -> None:
 
     assert ago(now - timedelta(seconds=200), now) == "3 min"
     assert ago(None) == "never"
+
+
+def test_times_show_the_towns_clock_with_how_long_ago() -> None:
+    from datetime import UTC, datetime
+
+    from hub.clock import duration, when
+
+    now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # 18:00 in Tokyo
+    today = str(when(datetime(2026, 12, 2, 5, 3, tzinfo=UTC), now))
+    assert ">14:03 <" in today and "(3 h ago)" in today
+    assert 'datetime="2026-12-02T05:03:00+00:00"' in today and "JST" in today
+    before = str(when(datetime(2026, 11, 30, 23, 30, tzinfo=UTC), now))
+    assert ">12-01 08:30 <" in before and "(1 d ago)" in before
+    assert str(when(None)) == "never"
+    assert duration(22) == "22 s" and duration(240) == "4 min" and duration(3900) == "1 h 5 min"
+
+
+def test_audit_page_shows_local_times(hub: Hub, admin: Staff) -> None:
+    page = admin.get("/audit").get_data(as_text=True)
+    assert "<time datetime=" in page and "(UTC)" not in page
+    assert "Asia/Tokyo" in page  # the footer names the town's time zone
