@@ -49,6 +49,7 @@ from hub.clock import ago, duration, local, when
 from hub.config import LOCAL
 from hub.counter.relay import Relay
 from hub.counter.web import register as register_counter
+from hub.events import sentence
 from hub.ingest import Ingest
 from hub.ridership.web import register as register_ridership
 from hub.store import Store
@@ -275,6 +276,7 @@ def create_app(
 
     app.jinja_env.filters["ago"] = ago
     app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["sentence"] = sentence
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["localtime"] = lambda iso: local(str(iso)).strftime("%H:%M")
     app.jinja_env.filters["without_images"] = lambda d: {

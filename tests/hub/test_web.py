@@ -117,3 +117,39 @@ def test_audit_page_shows_local_times(hub: Hub, admin: Staff) -> None:
     page = admin.get("/audit").get_data(as_text=True)
     assert "<time datetime=" in page and "(UTC)" not in page
     assert "Asia/Tokyo" in page  # the footer names the town's time zone
+
+
+def test_events_read_as_sentences() -> None:
+    from hub.events import sentence
+
+    visit = {
+        "vehicle": "3号車",
+        "stop_sequence": 5,
+        "stop_name": "市役所前",
+        "arrival": "2026-12-02T05:00:00Z",
+        "departure": "2026-12-02T05:00:12Z",
+        "boardings": 3,
+        "alightings": 1,
+    }
+    assert sentence("ridership.stop_visit", visit) == (
+        "Stop 5 (市役所前): 3 on, 1 off, doors 12 s (3号車)"
+    )
+    seen = {"started": "2026-12-02T00:14:00Z", "score": 0.97, "label": "macaque", "frames": 4}
+    assert sentence("wildlife.incursion", {**seen, "location": "North paddy"}) == (
+        "Monkeys seen at North paddy 09:14, score 0.97 (macaque), 4 frames"
+    )
+    call = {
+        "rang": "2026-12-02T01:00:00Z",
+        "answered": "2026-12-02T01:00:20Z",
+        "ended": "2026-12-02T01:00:42Z",
+        "staff": "suzuki",
+        "reason": "staff_ended",
+        "stills": 2,
+    }
+    assert sentence("kiosk.call", call) == (
+        "Call at 10:00 answered by suzuki after 20 s, talked 22 s (staff ended); 2 stills"
+    )
+    assert sentence("device.notice", {"level": "warning", "message": "lens fogged"}) == (
+        "Warning: lens fogged"
+    )
+    assert sentence("other.kind", {}) == "other.kind"
