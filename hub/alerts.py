@@ -327,6 +327,18 @@ class Alerts:
             snapshot,
         )
 
+    def subscriber_names(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [str(r.name) for r in conn.execute(sa.select(subscribers.c.name))]
+
+    def told(self, troop: str) -> dict[str, bool]:
+        """Who was sent this incursion's alert, and whether it reached them (last attempt)."""
+        out: dict[str, bool] = {}
+        for d in self.deliveries(troop):
+            if d["kind"] == "alert":
+                out[d["subscriber"]] = bool(d["ok"]) or out.get(d["subscriber"], False)
+        return out
+
     def line_used(self, now: datetime | None = None) -> int:
         """LINE messages sent this calendar month (Japan time)."""
         local = (now or datetime.now(UTC)).astimezone(LOCAL)

@@ -343,12 +343,37 @@ def create_app(
     @app.get("/alerts")
     @require("admin", "wildlife")
     def alerts_page() -> str:
+        troops = alerts.recent() if alerts else []
+        places = {d["id"]: d.get("location") or "" for d in store.devices()}
         return render_template(
             "alerts.html",
-            troops=alerts.recent() if alerts else [],
+            troops=troops,
+            places=places,
+            told={t["id"]: alerts.told(t["id"]) for t in troops} if alerts else {},
+            subscribers=alerts.subscriber_names() if alerts else [],
             line_used=alerts.line_used() if alerts else 0,
             line_budget=alerts.line_monthly_budget if alerts else 0,
         )
+
+    @app.post("/alerts/<troop_id>/going")
+    @require("admin", "wildlife")
+    def going(troop_id: str) -> Any:
+        """A signed-in member of staff takes an incursion from the alerts page."""
+        troop = alerts.troop(troop_id) if alerts else None
+        if troop is None or alerts is None:
+            abort(404)
+        if alerts.take(troop_id, g.user):
+            accounts.record(
+                g.user,
+                "alert.taken",
+                troop_id,
+                ", ".join(troop["cameras"]),
+                request.remote_addr or "",
+            )
+            flash("you are going: the others have been told")
+        else:
+            flash(f"already taken by {troop['taken_by']}")
+        return redirect(url_for("alerts_page"))
 
     @app.get("/alerts/camera/<dev>")
     @require("admin", "wildlife")

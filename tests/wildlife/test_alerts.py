@@ -17,6 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from edge import contract
+from hub.auth import Accounts
 from hub.cli import Hub
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
@@ -247,6 +248,14 @@ def test_alerts_page_and_per_camera_timeline(hub: Hub, cams: dict[str, mqtt.Clie
     ranger = staff_client(hub, "suzuki", "wildlife")
     page = ranger.get("/alerts").get_data(as_text=True)
     assert "/alerts/camera/field-01" in page and "nobody yet" in page and "data:image/jpeg" in page
+    assert "Nobody is subscribed to alerts yet" in page
+    # a signed-in ranger takes it from the page: recorded, audited, shown
+    troop = hub.alerts.recent()[0]["id"]
+    ranger.post(f"/alerts/{troop}/going")
+    assert hub.alerts.troop(troop)["taken_by"] == "suzuki"  # type: ignore[index]
+    page = ranger.get("/alerts").get_data(as_text=True)
+    assert "taken by suzuki" in page and "I&#39;m going" not in page
+    assert any(r["action"] == "alert.taken" for r in Accounts(hub.store).audit_log())
     timeline = ranger.get("/alerts/camera/field-01").get_data(as_text=True)
     assert "1 visit" in timeline and "score 0.93" in timeline
     transit = staff_client(hub, "kato", "transit")
