@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,10 +17,19 @@ import pytest
 from bench.wildlife_curves import hit
 from bench.wildlife_sets import macaques, small, video_frames
 from edge.camera import Frame
+from edge.contract import Priority
 from edge.vision.manifest import DEFAULT_MODEL, load_manifest
 from edge.vision.onnx import Finding
-from edge.wildlife.app import SNAPSHOT_WIDTH, Shot, SnapshotLog, snapshot
-from edge.wildlife.watch import Classifier, MonkeyWatch, load_watch, square
+from edge.wildlife.app import SNAPSHOT_WIDTH, Shot, SnapshotLog, WildlifeApp, snapshot
+from edge.wildlife.incursion import Rules
+from edge.wildlife.watch import (
+    NIGHT_THRESHOLD,
+    THRESHOLD,
+    Classifier,
+    MonkeyWatch,
+    load_watch,
+    square,
+)
 from tests.conftest import MEDIA
 
 pytestmark = pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not present")
@@ -131,3 +141,41 @@ def test_shot_of_a_small_frame_is_a_copy() -> None:
     shot = Shot.of(Frame(img, T0, 1), Finding(0.9, (10, 10, 50, 50), "macaque"))
     img[:] = 255
     assert shot.image.max() == 0 and shot.finding.box == (10, 10, 50, 50)
+
+
+class Frames:
+    """Recorded frames as a camera (the camera is the hardware seam)."""
+
+    def __init__(self, images: list[np.ndarray]) -> None:
+        self.images = images
+        self.i = 0
+
+    def read(self) -> Frame | None:
+        if self.i >= len(self.images):
+            return None
+        self.i += 1
+        return Frame(self.images[self.i - 1], T0 + timedelta(seconds=self.i / 2), self.i)
+
+    def close(self) -> None:
+        pass
+
+
+def test_people_walking_start_no_incursion_and_a_macaque_starts_one(
+    watch: MonkeyWatch, walkers: list[np.ndarray]
+) -> None:
+    rules = Rules(threshold=THRESHOLD, start_frames=2, window_s=10, quiet_s=30, cooldown_s=60)
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def emit(kind: str, data: dict[str, Any], prio: Priority) -> None:
+        sent.append((kind, data))
+
+    app = WildlifeApp(Frames(walkers), watch, emit, rules=rules, night_threshold=NIGHT_THRESHOLD)
+    for _ in range(len(walkers) + 1):
+        app.step(0.0)
+    assert app.scored == len(walkers) and sent == []
+    photo = next(s for s in macaques() if s.name.endswith("/monkey_143.jpg")).image
+    app = WildlifeApp(Frames([photo] * 3), watch, emit, rules=rules, night_threshold=0.8)
+    for _ in range(4):
+        app.step(0.0)
+    assert [k for k, _ in sent] == ["wildlife.incursion"]
+    assert sent[0][1]["score"] >= THRESHOLD and sent[0][1]["label"]
