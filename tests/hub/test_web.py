@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -117,6 +118,8 @@ def test_audit_page_shows_local_times(hub: Hub, admin: Staff) -> None:
     page = admin.get("/audit").get_data(as_text=True)
     assert "<time datetime=" in page and "(UTC)" not in page
     assert "Asia/Tokyo" in page  # the footer names the town's time zone
+    icon = re.search(r'<link rel="icon"[^>]*href="([^"]+)"', page)
+    assert icon and admin.get(icon.group(1)).status_code == 200  # no favicon 404s
 
 
 def test_events_read_as_sentences() -> None:
