@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.vision.manifest import DEFAULT_MODEL, load_manifest
 from edge.vision.onnx import OnnxModel
@@ -121,3 +123,21 @@ def test_scan_command_exit_status(tmp_path: Path) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "b.jpg: truncated JPEG" in res.stderr and "MONKEY" in res.stdout
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=4000), st.integers(0, 100))
+def test_any_bytes_give_an_image_or_a_media_error(data: bytes, cut: int) -> None:
+    import tempfile
+
+    head = BABOON.read_bytes()[: 200 + cut * 40]  # a real JPEG start, then anything
+    with tempfile.TemporaryDirectory() as d:
+        for body in (data, head + data):
+            p = Path(d) / "x.jpg"
+            p.write_bytes(body)
+            try:
+                img = read_image(p)
+            except MediaError as e:
+                assert str(p) in str(e)
+            else:
+                assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
