@@ -51,6 +51,7 @@ class View:
         *,
         fps: float = 10.0,
         long_px: int = 1280,
+        max_q: int = 70,
         window: int = 2,
         target_rtt_s: float = 0.3,
         clock: Callable[[], float] = time.monotonic,
@@ -62,6 +63,7 @@ class View:
         self._send = send
         self.max_fps = fps
         self.max_long_px = long_px
+        self.max_q = max_q
         self.window = window
         self.target_rtt_s = target_rtt_s
         self._clock = clock
@@ -136,7 +138,7 @@ class View:
 
     def quality(self) -> Quality:
         q, long_px = Quality.LEVELS[self._level]
-        return Quality(q, min(long_px, self.max_long_px), self.fps)
+        return Quality(min(q, self.max_q), min(long_px, self.max_long_px), self.fps)
 
     # -- the sending loop ----------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge import contract
 from hub.config import HubConfig
 from hub.counter.calls import CallBook
+from hub.counter.heap import limit_heap_growth
 from hub.ingest import reason_of
 from hub.roster import Roster
 
@@ -151,6 +152,7 @@ class Relay:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> Relay:
+        limit_heap_growth()  # frames must not fragment the C heap (see hub/counter/heap.py)
         m = self.cfg.mqtt
         self._client.connect_async(m.host, m.port, keepalive=m.keepalive_s, clean_start=True)
         self._client.loop_start()

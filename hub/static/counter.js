@@ -102,14 +102,18 @@ function stopCall() {
   const r = mine;
   mine = null;
   if (r.voice) { r.voice.pc.close(); r.voice.media && r.voice.media.getTracks().forEach((t) => t.stop()); }
-  for (const name of ["face", "doc"]) { const img = $(`view-${name}`); img.removeAttribute("src"); img.dataset.seq = "0"; }
+  for (const name of ["face", "doc"]) clearView(name);
   $("stills").replaceChildren();
   closeZoom();
 }
 
-// -- a live view: each fetch waits for the next frame; taking it lets the kiosk send another
+// -- a live view: each fetch waits for the next frame; taking it lets the kiosk send another.
+// Each JPEG is decoded into an ImageBitmap, drawn on the view's canvas and closed at once:
+// no object URL, no <img> (whose decoded frames Chromium's image cache keeps: ~20 a second
+// grew the page by hundreds of MiB in minutes), and nothing held once the call ends.
 async function view(r, name) {
-  const img = $(`view-${name}`);
+  const canvas = $(`view-${name}`);
+  const ctx = canvas.getContext("2d");
   let seq = 0;
   while (mine === r) {
     let resp;
@@ -120,14 +124,49 @@ async function view(r, name) {
     if (!resp.ok) { await new Promise((ok) => setTimeout(ok, 1000)); continue; }
     const blob = await resp.blob();
     if (mine !== r) break;
+    let bitmap;
+    try { bitmap = await createImageBitmap(blob); } catch (e) { continue; }  // a broken JPEG
+    try {
+      if (mine !== r) break;
+      if (canvas.width !== bitmap.width || canvas.height !== bitmap.height) {
+        canvas.width = bitmap.width;
+        canvas.height = bitmap.height;
+      }
+      ctx.drawImage(bitmap, 0, 0);
+    } finally { bitmap.close(); }
     seq = Number(resp.headers.get("X-Seq"));
-    const old = img.src;
-    img.src = URL.createObjectURL(blob);
-    if (old) URL.revokeObjectURL(old);
-    img.dataset.seq = String(seq);
-    img.dataset.ts = resp.headers.get("X-Captured");
-    img.dataset.shown = new Date().toISOString();
+    note(name, seq, Date.now() - Date.parse(resp.headers.get("X-Captured")));
+    canvas.dataset.seq = String(seq);
+    canvas.dataset.ts = resp.headers.get("X-Captured");
+    canvas.dataset.shown = new Date().toISOString();
+    canvas.dataset.frames = String(Number(canvas.dataset.frames || 0) + 1);
   }
+}
+// what the views delivered since last asked (bounded: the last 4096 latencies per view)
+const seen = {face: null, doc: null};
+function note(name, seq, ms) {
+  const v = seen[name] || (seen[name] = {frames: 0, dropped: 0, last: 0, ms: []});
+  v.frames += 1;
+  if (v.last && seq > v.last + 1) v.dropped += seq - v.last - 1;
+  v.last = seq;
+  if (v.ms.length < 4096) v.ms.push(ms);
+}
+window.viewStats = () => {
+  const out = {};
+  for (const name of ["face", "doc"]) {
+    const v = seen[name];
+    out[name] = v ? {frames: v.frames, dropped: v.dropped, ms: v.ms} : {frames: 0, dropped: 0, ms: []};
+    if (v) { v.frames = 0; v.dropped = 0; v.ms = []; }
+  }
+  return out;
+};
+function clearView(name) {
+  seen[name] = null;
+  const canvas = $(`view-${name}`);
+  canvas.width = 0;  // drops the canvas's backing store
+  canvas.height = 0;
+  canvas.dataset.seq = "0";
+  delete canvas.dataset.ts;
 }
 setInterval(() => {  // how old the picture on screen is
   for (const name of ["face", "doc"]) {
@@ -186,12 +225,17 @@ $("mute").addEventListener("click", () => {
 window.voiceStats = async () => {
   const v = mine && mine.voice;
   if (!v) return {connected: false, audioBytes: 0};
-  let audioBytes = 0;
+  let audioBytes = 0, packets = 0, lost = 0, jitter = 0;
   (await v.pc.getStats()).forEach((st) => {
-    if (st.type === "inbound-rtp" && st.kind === "audio") audioBytes += st.bytesReceived;
+    if (st.type === "inbound-rtp" && st.kind === "audio") {
+      audioBytes += st.bytesReceived;
+      packets += st.packetsReceived || 0;
+      lost += st.packetsLost || 0;
+      jitter = Math.max(jitter, st.jitter || 0);
+    }
   });
   const pc = v.pc;
-  return {connected: pc.connectionState === "connected", audioBytes,
+  return {connected: pc.connectionState === "connected", audioBytes, packets, lost, jitter,
           ice: pc.iceConnectionState, signaling: pc.signalingState};
 };
 

@@ -131,12 +131,17 @@ function gathered(pc) {
 // for tests and diagnostics: audio bytes received from staff
 window.voiceStats = async () => {
   if (!rtc || !rtc.pc) return {connected: false, audioBytes: 0};
-  let audioBytes = 0;
+  let audioBytes = 0, packets = 0, lost = 0, jitter = 0;
   (await rtc.pc.getStats()).forEach((st) => {
-    if (st.type === "inbound-rtp" && st.kind === "audio") audioBytes += st.bytesReceived;
+    if (st.type === "inbound-rtp" && st.kind === "audio") {
+      audioBytes += st.bytesReceived;
+      packets += st.packetsReceived || 0;
+      lost += st.packetsLost || 0;
+      jitter = Math.max(jitter, st.jitter || 0);
+    }
   });
   const pc = rtc.pc;
-  return {connected: pc.connectionState === "connected", audioBytes,
+  return {connected: pc.connectionState === "connected", audioBytes, packets, lost, jitter,
           ice: pc.iceConnectionState, signaling: pc.signalingState};
 };
 
