@@ -172,6 +172,20 @@ class DoorSection(Section):
         "yolox (YOLOX-nano people, run while something moves; angled and side views), hog",
     )
     gate: bool = Field(True, description="yolox: run the detector only while something moves")
+    person_area: float | None = Field(
+        None,
+        gt=0,
+        lt=0.5,
+        description="blobs: one person's blob as a fraction of the frame; blobs of two or "
+        "more are split (overhead cameras; omit to never split)",
+    )
+    shadow_ratio: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="blobs: darkest shadow, as a share of the floor's brightness, that is "
+        "not a person (0.35 for an overhead camera under changing light)",
+    )
     anchor: Literal["center", "bottom"] = Field(
         "center", description="center for an overhead camera, bottom (feet) for an angled one"
     )

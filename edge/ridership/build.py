@@ -52,6 +52,8 @@ def build_ridership(
                     anchor=d.anchor,
                     band_px=d.band_px,
                     gate=d.gate,
+                    person_area=d.person_area,
+                    shadow_ratio=d.shadow_ratio,
                 ),
                 signal,
             )

@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     count.add_argument(
         "--band", type=float, default=12.0, help="hysteresis each side of the line, px"
     )
+    count.add_argument(
+        "--person-area",
+        type=float,
+        metavar="FRACTION",
+        help="blobs: one person's blob as a fraction of the frame (e.g. 0.017); blobs of "
+        "two or more are split (overhead cameras)",
+    )
     count.add_argument("--annotate", type=Path, metavar="OUT.mp4", help="write a checking video")
     count.add_argument("--truth", type=Path, help="hand-labelled crossings (JSON) to score against")
     count.add_argument(
@@ -86,6 +93,7 @@ def _count(args: argparse.Namespace) -> int:
             anchor=args.anchor,
             band_px=args.band,
             gate=args.gate,
+            person_area=args.person_area,
             annotate=args.annotate,
             progress=None if args.json else print_progress,
         )

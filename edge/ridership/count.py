@@ -21,7 +21,7 @@ import numpy as np
 from edge.camera import Frame
 from edge.camera.files import FileSource
 from edge.ridership.line import Anchor, Crossing, LineCounter
-from edge.vision.blobs import BlobDetector, Box
+from edge.vision.blobs import BlobDetector, BlobSettings, Box
 from edge.vision.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,19 @@ class Detector(Protocol):
     def learn(self, image: np.ndarray) -> None: ...
 
 
-def make_detector(name: DetectorName, *, gate: bool = True, model: Path | None = None) -> Detector:
+def make_detector(
+    name: DetectorName,
+    *,
+    gate: bool = True,
+    model: Path | None = None,
+    person_area: float | None = None,
+    shadow_ratio: float = 0.5,
+) -> Detector:
     """The named detector; ``yolox`` falls back to blobs (logged) if its model cannot load.
 
-    ``model``: the YOLOX manifest (default ``models/yolox-nano.toml``).
+    ``model``: the YOLOX manifest (default ``models/yolox-nano.toml``); ``person_area``: one
+    person's blob as a fraction of the frame, to split blobs of several, and ``shadow_ratio``
+    how dark a shadow may be (overhead cameras; see ``BlobSettings``).
     """
     if name == "hog":
         from edge.vision.hog import HogDetector
@@ -53,7 +62,7 @@ def make_detector(name: DetectorName, *, gate: bool = True, model: Path | None =
             return GatedPersonDetector(YoloxDetector(model or DEFAULT_YOLOX), gate=gate)
         except ModelError as e:
             log.error("person detector unavailable, counting with blobs instead: %s", e)
-    return BlobDetector()
+    return BlobDetector(BlobSettings(person_area=person_area, shadow_ratio=shadow_ratio))
 
 
 class DoorCounter:
@@ -65,8 +74,12 @@ class DoorCounter:
         anchor: Anchor = "center",
         band_px: float = 12.0,
         gate: bool = True,
+        person_area: float | None = None,
+        shadow_ratio: float = 0.5,
     ) -> None:
-        self.detector = make_detector(detector, gate=gate)
+        self.detector = make_detector(
+            detector, gate=gate, person_area=person_area, shadow_ratio=shadow_ratio
+        )
         self.tracker = Tracker()
         self.line = LineCounter(line, band_px=band_px, anchor=anchor)
         self.last_boxes: list[Box] = []
@@ -143,6 +156,7 @@ def count_video(
     anchor: Anchor = "center",
     band_px: float = 12.0,
     gate: bool = True,
+    person_area: float | None = None,
     annotate: Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> CountResult:
@@ -154,6 +168,7 @@ def count_video(
         anchor=anchor,
         band_px=band_px,
         gate=gate,
+        person_area=person_area,
         annotate=annotate,
         progress=progress,
     )[0]
@@ -167,6 +182,7 @@ def count_lines(
     anchor: Anchor = "center",
     band_px: float = 12.0,
     gate: bool = True,
+    person_area: float | None = None,
     annotate: Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[CountResult]:
@@ -175,7 +191,14 @@ def count_lines(
     if not lines:
         raise ValueError("lines: give at least one counting line")
     source = FileSource(path)
-    counter = DoorCounter(lines[0], detector=detector, anchor=anchor, band_px=band_px, gate=gate)
+    counter = DoorCounter(
+        lines[0],
+        detector=detector,
+        anchor=anchor,
+        band_px=band_px,
+        gate=gate,
+        person_area=person_area,
+    )
     others = [LineCounter(ln, band_px=band_px, anchor=anchor) for ln in lines[1:]]
     writer: cv2.VideoWriter | None = None
     crossings: list[list[Counted]] = [[] for _ in lines]
