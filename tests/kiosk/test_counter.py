@@ -81,7 +81,7 @@ def test_button_rings_at_the_hub_within_a_second_light_follows_long_press_cancel
     pins.pin(BUTTON).drive_high()
     assert kiosk.app.machine.current.reason == "cancelled"
     wait_until(lambda: kiosk.app.sending() == [], 2, "cameras off")
-    assert led_samples(pins, 0.3) == {False}
+    wait_until(lambda: led_samples(pins, 0.3) == {False}, 3, "the light off")
     wait_until(lambda: call not in web_hub.relay.calls, 5, "the hub saw the end")
     row = web_hub.relay.book.get(call)
     assert row and row["staff"] == "suzuki" and row["reason"] == "cancelled"
