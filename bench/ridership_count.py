@@ -1,38 +1,45 @@
 """Bus-ridership figures on this machine.
 
-* Frames/s of the door-counting pipeline (detector → tracker → line) on the OpenCV walking
-  clip scaled to 640x480, with OpenCV on 1 and on 2 threads, for each detector; peak RSS.
-* Count error against the hand-labelled truth (tests/data/vtest_truth.json), per direction:
-  totals, and per 10-second window the share exactly right, within ±1, and the MAE.
+* Count error for every hand-labelled truth file (``tests/data/vtest_truth*.json``: lines
+  placed differently on the OpenCV walking clip), for each detector, per direction: totals,
+  and per 10-second window the share exactly right and within ±1 — the same settings for
+  every line (the defaults a door gets).
+* Frames/s of the door-counting pipeline (detector → tracker → line) pinned to one core, at
+  640x480, for each detector; YOLOX with the motion gate on and off, on the busy clip and on a
+  quiet doorway (a still frame of it with sensor noise), with the share of frames the
+  detector ran; peak RSS.
 * Stop and trip matching on simulated days of door openings (GPS noise 8 m, stops across
   the road 15 m apart, a stop course noise of 15°), with and without the course.
 
-Usage: python bench/ridership_count.py
+Usage: python bench/ridership_count.py [--no-hog]   (HOG takes a few minutes)
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge.camera import Frame  # noqa: E402
 from edge.ridership import accuracy  # noqa: E402
-from edge.ridership.count import DoorCounter, count_video  # noqa: E402
+from edge.ridership.count import DetectorName, DoorCounter, count_lines  # noqa: E402
 from edge.ridership.gtfs import load_feed  # noqa: E402
 from edge.ridership.sim import drive, write_feed  # noqa: E402
 from edge.ridership.stops import StopMatcher  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VTEST = ROOT.parent / "shared" / "media" / "opencv" / "vtest.avi"
-TRUTH = ROOT / "tests" / "data" / "vtest_truth.json"
+TRUTHS = sorted((ROOT / "tests" / "data").glob("vtest_truth*.json"))
+T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 
 def frames_640() -> list[Frame]:
@@ -42,36 +49,73 @@ def frames_640() -> list[Frame]:
         ok, img = cap.read()
         if not ok:
             break
-        out.append(Frame(cv2.resize(img, (640, 480)), datetime.now(UTC), len(out)))
+        out.append(
+            Frame(cv2.resize(img, (640, 480)), T0 + timedelta(seconds=len(out) / 10), len(out))
+        )
     return out
 
 
-def speed(frames: list[Frame], detector: str, threads: int) -> float:
-    cv2.setNumThreads(threads)
-    line = (267.0, 275.0, 267.0, 100.0)  # the truth line, scaled to 640x480
-    counter = DoorCounter(line, detector=detector)  # type: ignore[arg-type]
+def quiet(still: np.ndarray, n: int) -> list[Frame]:
+    """An open door nobody walks through: one frame with sensor noise."""
+    rng = np.random.default_rng(1)
+    out = []
+    for i in range(n):
+        noise = rng.integers(-4, 5, still.shape, dtype=np.int16)
+        img = np.clip(still.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        out.append(Frame(img, T0 + timedelta(seconds=i / 10), i))
+    return out
+
+
+def speed(frames: list[Frame], detector: DetectorName, gate: bool = True) -> tuple[float, str]:
+    line = (267.0, 275.0, 267.0, 100.0)  # the x = 320 truth line, scaled to 640x480
+    counter = DoorCounter(line, detector=detector, gate=gate)
     t = time.perf_counter()
     for f in frames:
         counter.process(f)
-    return len(frames) / (time.perf_counter() - t)
+    fps = len(frames) / (time.perf_counter() - t)
+    runs = getattr(counter.detector, "runs", None)
+    ran = f"{runs / len(frames):.0%}" if runs is not None else "100%"
+    return fps, ran
 
 
 def main() -> None:
-    truth = accuracy.load_truth(TRUTH)
-    assert truth.line is not None
-    result = count_video(VTEST, truth.line)
-    scores = accuracy.score(truth.crossings, result.marks, result.frames, 100)
-    print("\ncount error on vtest.avi (768x576, blobs, windows of 100 frames = 10 s)")
-    print(accuracy.table(scores))
-
+    hog = "--no-hog" not in sys.argv
+    truths = [(p.name, accuracy.load_truth(p)) for p in TRUTHS]
+    lines = [t.line for _, t in truths if t.line is not None]
+    assert len(lines) == len(truths), "every truth file here names its line"
+    print("count error on vtest.avi (768x576), windows of 100 frames = 10 s, same settings")
+    print("set                          detector  dir  truth  counted   error  exact  ±1")
+    detectors: list[DetectorName] = ["blobs", "yolox"] + (["hog"] if hog else [])
+    for det in detectors:
+        results = count_lines(VTEST, lines, detector=det)
+        for (name, truth), result in zip(truths, results, strict=True):
+            for s in accuracy.score(truth.crossings, result.marks, result.frames, 100):
+                print(
+                    f"{name:<28} {det:<8}  {s.direction:<3}  {s.truth:>5}  {s.counted:>7}"
+                    f"  {s.error:>+6.1%}  {s.exact:>5.0%}  {s.within_one:>3.0%}"
+                )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS while counting the clip (streamed, as on a bus): {rss:.0f} MB\n")
+    print(f"peak RSS after counting (streamed, as on a bus): {rss:.0f} MB\n")
+
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    cv2.setNumThreads(1)
     frames = frames_640()
-    print(f"counting pipeline, {len(frames)} frames at 640x480")
-    print("detector  threads  frames/s")
-    for det, n in (("blobs", len(frames)), ("hog", 120)):
-        for threads in (1, 2):
-            print(f"{det:<8}  {threads:>7}  {speed(frames[:n], det, threads):>8.1f}")
+    still = quiet(frames[0].image, 200)
+    print(f"counting pipeline on one core, 640x480: vtest.avi ({len(frames)} frames, someone")
+    print("walking nearly all the time) and a quiet open door (200 frames, nobody)")
+    print("detector  gate  clip    frames/s  detector ran on")
+    runs: list[tuple[DetectorName, bool, int]] = [
+        ("blobs", True, len(frames)),
+        ("yolox", True, len(frames)),
+        ("yolox", False, len(frames)),
+    ]
+    if hog:
+        runs.append(("hog", True, 120))
+    for det, gate, n in runs:
+        for clip, fr in (("vtest", frames[:n]), ("quiet", still)):
+            fps, ran = speed(fr, det, gate)
+            g = ("on" if gate else "off") if det == "yolox" else "-"
+            print(f"{det:<8}  {g:<4}  {clip:<6}  {fps:>8.1f}  {ran:>15}")
 
     with tempfile.TemporaryDirectory() as tmp:
         feed = load_feed(write_feed(Path(tmp), across_m=15))

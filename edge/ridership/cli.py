@@ -76,6 +76,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     count.add_argument("--json", action="store_true", help="machine-readable output")
     count.set_defaults(func=_count)
+    cal = rsub.add_parser(
+        "calibrate",
+        help="choose a door's counter settings from a labelled clip",
+        description="Count a clip recorded at the door with every candidate setting "
+        "(detector, anchor, hysteresis band) and print the one with the smallest error "
+        "against the hand-labelled crossings, before (the defaults) and after, as a "
+        "[[ridership.doors]] config block.",
+    )
+    cal.add_argument("video", type=Path, help="video file (anything OpenCV reads)")
+    cal.add_argument(
+        "--truth", type=Path, required=True, help="hand-labelled crossings (JSON, with line)"
+    )
+    cal.add_argument(
+        "--line", metavar="x1,y1,x2,y2", help="the counting line (default: the truth file's)"
+    )
+    cal.add_argument("--door", default="front", help="door name for the block")
+    cal.add_argument("--source", default="picamera", help="camera source for the block")
+    cal.add_argument("--window", type=int, default=100, help="frames per scoring window")
+    cal.set_defaults(func=_calibrate)
 
 
 def _count(args: argparse.Namespace) -> int:
@@ -124,4 +143,29 @@ def _count(args: argparse.Namespace) -> int:
     if scores is not None:
         print()
         print(accuracy.table(scores))
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from edge.ridership import accuracy
+    from edge.ridership.calibrate import calibrate, config_block, default_trial
+    from edge.ridership.line import parse_line
+
+    try:
+        truth = accuracy.load_truth(args.truth)
+        line = parse_line(args.line) if args.line else truth.line
+        if line is None:
+            raise ValueError(f'{args.truth}: no "line" in the truth file; give --line')
+        trials = calibrate(args.video, truth, line, window=args.window)
+    except (ValueError, CameraError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    before, best = default_trial(trials), trials[0]
+    for name, t in (("before (defaults)", before), ("after", best)):
+        if t is None:
+            continue
+        print(f"{name}: detector {t.detector}, anchor {t.anchor}, band {t.band_px:g} px")
+        print(accuracy.table(t.scores))
+        print()
+    print(config_block(best, line, args.door, args.source))
     return 0

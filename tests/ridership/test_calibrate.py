@@ -1,0 +1,67 @@
+"""`mimamori ridership calibrate`: settings chosen from a labelled clip, as a config block."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import cv2
+import pytest
+
+from edge.cli import main
+from edge.config import DoorSection
+from tests.ridership.scenes import pad, render, walk
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> tuple[Path, Path]:
+    paths = [
+        pad(walk(((100, 30), 0), ((100, 220), 40)), 30),  # boards
+        pad(walk(((220, 225), 0), ((220, 25), 40)), 60),  # gets off
+        pad(walk(((160, 20), 0), ((170, 225), 35)), 110),  # boards
+    ]
+    video = tmp_path / "door.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (320, 240))
+    for f in render(paths, 170):
+        w.write(f.image)
+    w.release()
+    truth = tmp_path / "door.json"
+    truth.write_text(
+        json.dumps(
+            {
+                "line": [40, 120, 280, 120],
+                "how_counted": "rendered: each walker's path crosses y = 120 once",
+                "crossings": [[50, "in"], [80, "out"], [127, "in"]],
+            }
+        ),
+        encoding="utf-8",
+    )
+    return video, truth
+
+
+def test_prints_before_and_after_and_a_block_the_config_accepts(
+    clip: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    video, truth = clip
+    assert main(["ridership", "calibrate", str(video), "--truth", str(truth)]) == 0
+    out = capsys.readouterr().out
+    assert "before (defaults)" in out and "after" in out
+    block = out[out.index("[[ridership.doors]]") :]
+    door = tomllib.loads(block)["ridership"]["doors"][0]
+    assert door["line"] == [40, 120, 280, 120]
+    assert "worst direction +0.0%" in out  # the rendered walkers are counted exactly
+    section = DoorSection.model_validate(door | {"schedule": [[0, 10]]})
+    assert section.detector in ("blobs", "yolox")
+
+
+def test_a_truth_file_without_a_line_needs_one(
+    clip: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    video, _ = clip
+    bad = tmp_path / "noline.json"
+    bad.write_text(json.dumps({"crossings": [[5, "in"]]}), encoding="utf-8")
+    assert main(["ridership", "calibrate", str(video), "--truth", str(bad)]) == 2
+    assert "noline.json" in capsys.readouterr().err
+    assert main(["ridership", "calibrate", str(video), "--truth", str(tmp_path / "x.json")]) == 2
+    assert "x.json" in capsys.readouterr().err
