@@ -83,8 +83,9 @@ REACH = 0.04
 BLUR_VAR = 60.0
 #: share of blown-out pixels on the page that reads as glare
 GLARE_SHARE = 0.01
-#: ... on paper whose median grey is below this (white all over is a scan, not a lamp)
-GLARE_PAPER_MAX = 240
+#: ... blown out and this much brighter than the paper around it (white paper with sensor
+#: noise or brighter towards the lamp is not glare; paper white all over, a scan, shows none)
+GLARE_ABOVE_PAPER = 10
 
 
 class DocumentError(ValueError):
@@ -551,11 +552,16 @@ def quality_warnings(page: np.ndarray, dpi: float | None) -> list[str]:
         warnings.append("blurred: ask the resident to hold the paper still and flat")
     if page.ndim == 3:
         hsv = cv2.cvtColor(page, cv2.COLOR_BGR2HSV)
-        blown = (hsv[..., 2] >= 250) & (hsv[..., 1] <= 25)
+        level = hsv[..., 2]
+        blown = (level >= 250) & (hsv[..., 1] <= 25)
     else:
+        level = gray
         blown = gray >= 250
-    # glare is blown out against paper that is not: a scan's paper may be white all over
-    if blown.mean() > GLARE_SHARE and float(np.median(gray)) < GLARE_PAPER_MAX:
+    # ... and brighter than the paper around it (a lamp's spot, not a bright half of the page)
+    small = cv2.resize(level, (400, max(1, int(400 * level.shape[0] / level.shape[1]))))
+    around = cv2.resize(cv2.medianBlur(small, 101), level.shape[::-1])
+    blown &= level.astype(np.int16) >= around.astype(np.int16) + GLARE_ABOVE_PAPER
+    if blown.mean() > GLARE_SHARE:
         warnings.append("glare: a light reflects on the paper; tilt it or dim the lamp")
     return warnings
 
