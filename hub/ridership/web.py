@@ -86,6 +86,12 @@ def register(app: Flask, store: Store, require: Require, audit: Callable[..., No
     def ridership_page() -> Any:
         return page(parse_filter(request.args, latest_day()))
 
+    @app.get("/ridership/label")
+    @require("admin", "transit")
+    def ridership_label() -> Any:
+        """Label crossings on a door clip (in the browser) to make a calibration truth file."""
+        return render_template("ridership_label.html")
+
     def page(f: report.Filter, status: int = 200) -> Any:
         visits = data.load(store, f.start, f.end)
         # stops differ by route and direction: the page shows one pattern at a time
