@@ -5,11 +5,13 @@ Speed, at 1280x720 on frames made from the sample photographs and vtest.avi:
   YOLOX-nano proposals, the classifier on each crop, whole frame and 3x3 tiles;
 * the classifier-only path (``proposer = false``);
 * a still scene, where the motion gate keeps the models idle;
-per-frame p50 / p95 and frames/s with onnxruntime on 2 threads here (target >= 5 fps), and
-a Raspberry Pi 4-class estimate: onnxruntime on its 4 cores, scaled by clock frequency
-(this CPU's MHz / 1500) and by ``--ipc`` (a Cortex-A72 does about 0.5 of this core's work
-per clock; a guess to replace by a measurement on the Pi), with 2 -> 4 threads counted as
-x1.6, not x2.
+per-frame wall-clock p50 / p95 and frames/s with onnxruntime on 2 threads here (target
+>= 5 fps), and the CPU time per frame (all threads; onnxruntime's threads do not spin), which
+a busy machine does not inflate: ``fps (2 cores)`` = 2 x 1000 / CPU ms is what the path does
+with both cores to itself. The Raspberry Pi 4-class estimate runs onnxruntime on its 4
+cores: CPU ms scaled by clock frequency (this CPU's MHz / 1500) and by ``--ipc`` (a
+Cortex-A72 does about 0.5 of this core's work per clock; a guess to replace by a
+measurement on the Pi), spread over 4 threads at x2.4, not x4.
 
 Memory: each configuration is loaded in a fresh Python process that then looks at 40 frames;
 its peak RSS is printed (target < 200 MB for a 512 MB board):
@@ -96,38 +98,44 @@ def main() -> int:
         gate = MotionGate()
         watch.look(frames[0])
         lat = []
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(args.frames):
             t = time.perf_counter()
             gate.moving(frames[i % len(frames)])
             watch.look(frames[i % len(frames)])
             lat.append((time.perf_counter() - t) * 1000)
         fps = args.frames / (time.perf_counter() - t0)
-        p50 = statistics.median(lat)
+        cpu = (time.process_time() - c0) * 1000 / args.frames
         print(
-            f"{name:<34}{p50:>8.1f}{pct(lat, 0.95):>8.1f}{fps:>7.1f}"
-            f"{p50 * pi_factor:>8.0f}{1000 / (p50 * pi_factor):>8.1f}"
+            f"{name:<32}{statistics.median(lat):>8.1f}{pct(lat, 0.95):>8.1f}{fps:>6.1f}"
+            f"{cpu:>8.1f}{2000 / cpu:>15.1f}{cpu * pi_factor:>8.0f}{1000 / (cpu * pi_factor):>8.1f}"
         )
     gate = MotionGate()
     lat = []
+    c0 = time.process_time()
     for _ in range(args.frames * 5):
         t = time.perf_counter()
         gate.moving(frames[0])
         lat.append((time.perf_counter() - t) * 1000)
-    p50 = statistics.median(lat)
+    cpu = (time.process_time() - c0) * 1000 / (args.frames * 5)
     print(
-        f"{'still scene (motion gate only)':<34}{p50:>8.2f}{pct(lat, 0.95):>8.2f}"
-        f"{1000 / statistics.mean(lat):>7.0f}{p50 * pi_factor:>8.1f}{1000 / (p50 * pi_factor):>8.0f}"
+        f"{'still scene (motion gate only)':<32}{statistics.median(lat):>8.2f}"
+        f"{pct(lat, 0.95):>8.2f}{1000 / statistics.mean(lat):>6.0f}{cpu:>8.2f}{2000 / cpu:>15.0f}"
+        f"{cpu * pi_factor:>8.1f}{1000 / (cpu * pi_factor):>8.0f}"
     )
     print("\npeak RSS, fresh process, model(s) loaded and 40 frames at 1280x720 looked at")
     glob = str(MEDIA / "monkeys" / "images" / "*.jpg")
+    print("(three runs each: glibc and onnxruntime's thread pools make it vary)")
     for name, setup in MEMORY.items():
         code = f"import sys; sys.path.insert(0, {str(ROOT)!r})\n{setup}{LOOK.format(photos=glob)}"
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-        if out.returncode != 0:
-            print(f"{name}: failed: {out.stderr.strip()[-300:]}", file=sys.stderr)
-            return 1
-        print(f"{name:<10}{out.stdout.strip():>6} MB")
+        peaks = []
+        for _ in range(3):
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            if out.returncode != 0:
+                print(f"{name}: failed: {out.stderr.strip()[-300:]}", file=sys.stderr)
+                return 1
+            peaks.append(int(out.stdout.strip()))
+        print(f"{name:<10} median {statistics.median(peaks):.0f} MB  (runs: {sorted(peaks)})")
     return 0
 
 

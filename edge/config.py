@@ -127,7 +127,13 @@ class WildlifeSection(Section):
         "a detector model's own score_threshold)",
     )
     night_threshold: float = Field(0.8, gt=0, lt=1, description="threshold for infrared frames")
-    start_frames: int = Field(3, ge=1, le=100, description="positives that start an incursion")
+    start_frames: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="positives that start an incursion (2: bench/wildlife_incursions.py finds "
+        "more infrared visits than with 3 and no false incursion with either)",
+    )
     window_s: float = Field(10.0, gt=0, le=600, description="...within this many seconds")
     quiet_s: float = Field(30.0, gt=0, le=3600, description="no positive this long ends it")
     cooldown_s: float = Field(60.0, ge=0, le=3600, description="no new incursion before this")
