@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def ours(frames: list[Boxes]) -> list[list[Track]]:
     out = []
     for boxes in frames:
         tracker.update([b for b, s in boxes if s >= PERSON_THRESHOLD])
-        out.append(list(tracker.trusted()))
+        out.append([replace(t) for t in tracker.trusted()])  # as they were in this frame
     return out
 
 
