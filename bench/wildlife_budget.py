@@ -88,10 +88,12 @@ def main() -> int:
         for f in video_frames(MEDIA / "opencv" / "vtest.avi", every=50, limit=6)
     ]
     mhz = cpu_mhz()
-    pi_factor = (mhz / 1500) / args.ipc / 1.6
-    print(f"this CPU: {mhz:.0f} MHz; Pi 4 estimate = ms here x {pi_factor:.2f}\n")
+    pi_factor = (mhz / 1500) / args.ipc / 2.4
+    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+    print(f"this CPU: {mhz:.0f} MHz, load average {load}; Pi 4 ms = CPU ms x {pi_factor:.2f}\n")
     print(
-        f"{'path at 1280x720':<34}{'p50 ms':>8}{'p95 ms':>8}{'fps':>7}{'Pi4 ms':>8}{'Pi4 fps':>8}"
+        f"{'path at 1280x720':<32}{'p50 ms':>8}{'p95 ms':>8}{'fps':>6}{'CPU ms':>8}"
+        f"{'fps (2 cores)':>15}{'Pi4 ms':>8}{'Pi4 fps':>8}"
     )
     for name, two_stage in (("two-stage (proposals + tiles)", True), ("classifier only", False)):
         watch = load_watch(threads=2, two_stage=two_stage)
