@@ -1,9 +1,11 @@
 """Multi-object tracking by centroid distance with constant-velocity prediction.
 
-Each detection box is matched to the track whose *predicted* position (last position plus
-velocity times frames missed) is nearest, within a gate that scales with the box size; pairs
-are taken greedily by distance, which at door-camera crowd sizes matches the Hungarian
-optimum in practice. A track that finds no detection coasts on its velocity for up to
+Each detection box is matched to a track by the distance to the track's *predicted* position
+(last position plus velocity times frames missed), within a gate that scales with the box
+size; the pairs are the assignment with the least total distance (SciPy's
+``linear_sum_assignment``). Taking the nearest pair first instead swaps two people who meet
+on the line going opposite ways (one hidden behind the other for a few frames): neither is
+counted. A track that finds no detection coasts on its velocity for up to
 ``max_missed`` frames (a person behind a pole, a merged blob) before it is dropped, so a short
 occlusion does not split one walker into two tracks.
 """
@@ -12,6 +14,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from edge.vision.blobs import Box
 
@@ -61,24 +66,25 @@ class Tracker:
 
     def update(self, boxes: list[Box]) -> list[Track]:
         """Feed one frame's detections; returns the live tracks (trusted or not)."""
-        pairs: list[tuple[float, int, int]] = []
-        for ti, t in enumerate(self.tracks):
-            px, py = t.predicted()
-            gate = max(self.s.min_gate_px, self.s.gate * t.diagonal)
-            for di, b in enumerate(boxes):
-                cx, cy = centroid(b)
-                d = math.hypot(cx - px, cy - py)
-                if d <= gate:
-                    pairs.append((d, ti, di))
-        pairs.sort()
         used_t: set[int] = set()
         used_d: set[int] = set()
-        for _, ti, di in pairs:
-            if ti in used_t or di in used_d:
-                continue
-            used_t.add(ti)
-            used_d.add(di)
-            self._move(self.tracks[ti], boxes[di])
+        if self.tracks and boxes:
+            far = 1e9  # outside every gate: never paired
+            cost = np.full((len(self.tracks), len(boxes)), far)
+            for ti, t in enumerate(self.tracks):
+                px, py = t.predicted()
+                gate = max(self.s.min_gate_px, self.s.gate * t.diagonal)
+                for di, b in enumerate(boxes):
+                    cx, cy = centroid(b)
+                    d = math.hypot(cx - px, cy - py)
+                    if d <= gate:
+                        cost[ti, di] = d
+            rows, cols = linear_sum_assignment(cost)
+            for ti, di in zip(rows.tolist(), cols.tolist(), strict=True):
+                if cost[ti, di] < far:
+                    used_t.add(ti)
+                    used_d.add(di)
+                    self._move(self.tracks[ti], boxes[di])
         for ti, t in enumerate(self.tracks):
             if ti not in used_t:
                 t.missed += 1  # coasts: predicted() extrapolates from the last position
