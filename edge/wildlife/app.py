@@ -279,7 +279,7 @@ class WildlifeApp:
             finding, people = Finding(0.0, (0, 0, 0, 0), ""), []
         elif isinstance(self.model, MonkeyWatch):
             look = self.model.look(frame.image)
-            finding, people = look.finding, look.people
+            finding, people = look.finding, look.blur
             self.scored += 1
         else:
             finding, people = self.model.monkey(frame.image), []

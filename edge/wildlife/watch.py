@@ -41,6 +41,9 @@ NIGHT_THRESHOLD = 0.8
 #: calls dim IR macaques "person" at up to 0.80 (0.65 for small ones by day) and the people
 #: of vtest.avi at up to 0.88: at 0.8 a person is still seen, a dark monkey is still cropped.
 PERSON_SCORE = 0.8
+#: Boxes blurred in snapshots that leave the device: anything YOLOX-nano calls a person at
+#: its manifest's person threshold (0.5, chosen on vtest.avi), except the monkey's own box.
+BLUR_SCORE = 0.5
 
 
 class Detected(Protocol):
@@ -124,6 +127,7 @@ class Look:
     tiles: Finding  # whole frame and 3x3 tiles, people painted out
     people: list[Box] = field(default_factory=list)
     regions: list[tuple[Box, float]] = field(default_factory=list)  # each crop, its score
+    blur: list[Box] = field(default_factory=list)  # people to blur in a snapshot sent away
 
 
 class MonkeyWatch:
@@ -148,12 +152,15 @@ class MonkeyWatch:
             raise ValueError("empty image")
         h, w = image.shape[:2]
         people: list[Box] = []
+        maybe: list[Box] = []
         crops: list[Box] = []
         if self.proposer is not None:
             dets = self.proposer.detect(image, classes=None)
             for d in dets:
                 if d.name == "person" and d.score >= self.person_score:
                     people.append(d.box)
+                elif d.name == "person" and d.score >= BLUR_SCORE:
+                    maybe.append(d.box)
             for d in dets:
                 if len(crops) >= self.max_proposals or d.score < self.proposal_score:
                     break
@@ -177,12 +184,20 @@ class MonkeyWatch:
         scored = self.classifier.primate([seen[y1:y2, x1:x2] for x1, y1, x2, y2 in boxes])
         i = int(np.argmax([s for s, _ in scored]))
         tile = Finding(scored[i][0], boxes[i], scored[i][1])
-        if proposal is not None and proposal.score >= tile.score:
-            return Look(proposal, "proposal", proposal, tile, people, regions)
-        return Look(tile, "tiles", proposal, tile, people, regions)
+        best, stage = (
+            (proposal, "proposal") if proposal and proposal.score >= tile.score else (tile, "tiles")
+        )
+        blur = people + [b for b in maybe if not (stage == "proposal" and _crop_of(best.box, b))]
+        return Look(best, stage, proposal, tile, people, regions, blur)
 
     def monkey(self, image: np.ndarray) -> Finding:
         return self.look(image).finding
+
+
+def _crop_of(crop: Box, box: Box) -> bool:
+    """Is ``crop`` the square cut around ``box`` (the box fills a good part of it)?"""
+    area = (crop[2] - crop[0]) * (crop[3] - crop[1])
+    return _inside(box, crop, 0.9) and (box[2] - box[0]) * (box[3] - box[1]) >= 0.2 * area
 
 
 def _inside(box: Box, person: Box, frac: float = 0.6) -> bool:

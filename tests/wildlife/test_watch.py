@@ -117,7 +117,8 @@ def test_snapshot_blurs_people_and_the_device_keeps_them(
     look = watch.look(frame)
     assert look.people
     corner = Finding(0.9, (0, 0, 4, 4), "macaque")  # the monkey's box away from the people
-    shot = Shot.of(Frame(frame, T0, 7), corner, look.people)
+    assert set(look.people) <= set(look.blur)  # blurred: the sure people and the likely ones
+    shot = Shot.of(Frame(frame, T0, 7), corner, look.blur)
     assert shot.image.shape[1] == SNAPSHOT_WIDTH  # never the full-resolution frame
     assert all(b[2] <= SNAPSHOT_WIDTH for b in shot.people)
 
