@@ -50,6 +50,7 @@ ROUTES = {
     "/ridership": ("admin", "transit"),
     "/ridership/visits.csv": ("admin", "transit"),
     "/ridership/gtfs-ride.zip": ("admin", "transit"),
+    "/ridership/label": ("admin", "transit"),
     "/counter": ("admin", "counter"),
     "/counter/state.json": ("admin", "counter"),
     "/ingest": ("admin",),
@@ -60,7 +61,8 @@ ROUTES = {
 def test_every_page_checks_the_role(web_hub: Hub, monkeys: str) -> None:  # noqa: F811
     rules = {r.rule for r in web_hub.app.url_map.iter_rules() if "GET" in (r.methods or ())}
     listed = {"/", "/devices/<dev>", "/api/devices", "/alerts", "/alerts/camera/<dev>",
-              "/ridership", "/ridership/visits.csv", "/ridership/gtfs-ride.zip", "/counter",
+              "/ridership", "/ridership/visits.csv", "/ridership/gtfs-ride.zip",
+              "/ridership/label", "/counter",
               "/counter/state.json", "/ingest", "/audit"}  # fmt: skip
     public = {"/login", "/static/<path:filename>", "/alerts/take/<token>"}
     counter_calls = {r for r in rules if r.startswith("/counter/")}  # checked in tests/kiosk
