@@ -626,6 +626,21 @@ class CallCommand(BaseModel):
     sdp: str | None = Field(None, max_length=60_000, description="call-signal")
 
 
+class PointCommand(BaseModel):
+    """Arguments of the hub's ``call-point``: a mark a member of staff puts on the resident's
+    form, shown on the kiosk screen over the resident's view of the desk (nothing recorded).
+    ``on="view"``: ``x``, ``y`` are fractions of the desk view's frame (the kiosk pins the mark
+    to the page found there, so it stays on the paper as the paper moves); ``on="page"``:
+    fractions of the flattened page (a document still)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    call: str = Field(pattern=CALL_ID)
+    mark: Literal["dot", "circle", "arrow", "clear"]
+    x: float = Field(0.5, ge=0, le=1, description="across, from the left")
+    y: float = Field(0.5, ge=0, le=1, description="down, from the top")
+    on: Literal["view", "page"] = "view"
+
+
 _CHANNEL_SCHEMA: dict[tuple[str, str], type[Payload]] = {
     ("state", ""): StatePayload,
     ("birth", ""): BirthPayload,

@@ -30,6 +30,7 @@ from edge.config import KioskSection
 from edge.service import Emitter
 from kiosk.call import Call, CallMachine, Hours
 from kiosk.document import rectify
+from kiosk.pointer import Mark, draw, pin
 from kiosk.views import View
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class KioskApp:
             ),
         }
         self.notice: str | None = None
+        self.mark: Mark | None = None  # staff pointing at the form (this call only)
         self.stills = 0
         self._signals: list[dict[str, Any]] = []
         self._signal_cv = threading.Condition()
@@ -103,6 +105,7 @@ class KioskApp:
             "call-signal": self._cmd_signal,
             "view-ack": self._cmd_view_ack,
             "still-capture": self._cmd_still,
+            "call-point": self._cmd_point,
         }
         self.panel = None
         if cfg.button_pin is not None:
@@ -228,6 +231,27 @@ class KioskApp:
             if view is not None and isinstance(seq, int):
                 view.ack(call, seq)
 
+    def _cmd_point(self, args: dict[str, Any]) -> None:
+        a = contract.PointCommand.model_validate(args)
+        self.machine.check(a.call)
+        if self.machine.current.state != "connected":
+            raise ValueError("call-point: the call is not connected")
+        if a.mark == "clear":
+            self.mark = None
+            return
+        mark = pin(self.views["doc"].last_full, a.mark, a.x, a.y, a.on)
+        cur = self.machine.current  # finding the page takes a moment: still this call?
+        if cur.call == a.call and cur.state == "connected":
+            self.mark = mark
+
+    def desk_view(self) -> bytes | None:
+        """The resident's own view of the desk with staff's mark, JPEG; None without a mark."""
+        mark, frame = self.mark, self.views["doc"].last_full
+        if mark is None or frame is None or self.machine.current.state != "connected":
+            return None
+        ok, buf = cv2.imencode(".jpg", draw(frame, mark), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        return bytes(buf) if ok else None
+
     def _cmd_still(self, args: dict[str, Any]) -> dict[str, Any]:
         call = self._args(args).call
         self.machine.check(call)
@@ -280,6 +304,8 @@ class KioskApp:
         elif old.state == "connected" and new.state != "connected":
             for v in self.views.values():
                 v.stop()  # returns only when no further frame can leave
+        if new.state != "connected":
+            self.mark = None  # a mark lives for the call only
         if new.call != old.call:
             with self._signal_cv:
                 self._signals = []

@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, abort, jsonify, render_template, request
+from flask import Flask, Response, abort, jsonify, render_template, request
 
 if TYPE_CHECKING:
     from kiosk.app import KioskApp
@@ -51,6 +51,13 @@ def create_screen(kiosk: KioskApp) -> Flask:
     def cancel() -> Any:
         kiosk.cancel()
         return jsonify(snapshot(kiosk))
+
+    @app.get("/api/desk.jpg")
+    def desk() -> Any:
+        jpeg = kiosk.desk_view()
+        if jpeg is None:
+            return Response(status=204)
+        return Response(jpeg, mimetype="image/jpeg")
 
     @app.get("/api/signal")
     def signal_get() -> Any:
@@ -97,6 +104,7 @@ def snapshot(kiosk: KioskApp) -> dict[str, Any]:
         "office": kiosk.cfg.office,
         "ice_servers": kiosk.cfg.ice_servers,
         "speak": kiosk.cfg.speak,
+        "mark": kiosk.mark.kind if kiosk.mark else None,
     }
 
 

@@ -37,6 +37,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import ValidationError
 
 from edge import contract
 from hub.config import HubConfig
@@ -460,6 +461,9 @@ class Relay:
             live = self.calls.get(call)
             if live is None:
                 raise CounterError("this call has ended")
+        # the ring is written to the book just after the call shows in the queue: a quick
+        # answer must not find no row to claim (idempotent)
+        self.book.rang(call, live.dev, live.rang)
         if not self.book.claim(call, staff):
             row = self.book.get(call) or {}
             raise CounterError(f"already taken by {row.get('staff') or 'someone else'}")
@@ -483,6 +487,23 @@ class Relay:
         corr = self._send_command(live.dev, "still-capture", {"call": call})
         with self._cv:
             live.capture_corr.add(corr)
+
+    def point(self, call: str, staff: str, mark: str, x: float, y: float, on: str = "view") -> None:
+        """Show (or clear) a mark on the resident's form, on the kiosk's screen; audited,
+        nothing recorded."""
+        try:
+            args = contract.PointCommand.model_validate(
+                {"call": call, "mark": mark, "x": x, "y": y, "on": on}
+            )
+        except ValidationError as e:
+            raise CounterError(f"point: {contract.format_validation(e)}") from None
+        with self._cv:
+            live = self._mine(call, staff)
+            if live.state != "connected":
+                raise CounterError("the kiosk has not connected the call yet")
+        self._live_command(live.dev, "call-point", args.model_dump(mode="json"), qos=1)
+        where = "" if mark == "clear" else f" at ({x:.2f}, {y:.2f}) of the {on}"
+        self._audit(staff, "counter.point", live.dev, f"{mark}{where}, call {call}")
 
     def offer(self, call: str, staff: str, sdp: str) -> None:
         with self._cv:

@@ -74,6 +74,17 @@ def register(
         relay.capture(call_id(call), g.user)
         return jsonify({"ok": True})
 
+    @app.post("/counter/calls/<call>/point")
+    @staff
+    def counter_point(call: str) -> Any:
+        body = request.get_json(silent=True) or {}
+        try:
+            x, y = float(body.get("x", 0.5)), float(body.get("y", 0.5))
+        except (TypeError, ValueError):
+            raise CounterError("point: x and y must be numbers between 0 and 1") from None
+        relay.point(call_id(call), g.user, str(body.get("mark")), x, y, str(body.get("on", "view")))
+        return jsonify({"ok": True})
+
     @app.get("/counter/calls/<call>/view/<name>")
     @staff
     def counter_view(call: str, name: str) -> Any:

@@ -239,6 +239,32 @@ window.voiceStats = async () => {
           ice: pc.iceConnectionState, signaling: pc.signalingState};
 };
 
+// -- pointing at the form: a click on the desk view (or a still) shows a mark on the kiosk's
+// screen, on the same spot of the paper; one click clears it (audited, nothing recorded)
+let markKind = "dot";
+for (const b of document.querySelectorAll("#marks [data-mark]")) {
+  b.addEventListener("click", () => {
+    markKind = b.dataset.mark;
+    for (const o of document.querySelectorAll("#marks [data-mark]")) o.classList.toggle("on", o === b);
+  });
+}
+function pointAt(ev, el, on) {
+  if (!mine || !mine.ours) return;
+  const box = el.getBoundingClientRect();
+  const iw = el.naturalWidth || el.width, ih = el.naturalHeight || el.height;
+  if (!iw || !ih) return;
+  const s = Math.min(box.width / iw, box.height / ih);  // object-fit: contain letterboxes it
+  const x = (ev.clientX - box.left - (box.width - iw * s) / 2) / (iw * s);
+  const y = (ev.clientY - box.top - (box.height - ih * s) / 2) / (ih * s);
+  if (x < 0 || x > 1 || y < 0 || y > 1) return;
+  post(`/counter/calls/${mine.call}/point`, {mark: markKind, x, y, on}).then(() => problem(""), () => {});
+}
+$("view-doc").addEventListener("click", (ev) => pointAt(ev, $("view-doc"), "view"));
+$("zoom-img").addEventListener("click", (ev) => {
+  if (zoomed && mine && zoomed.call === mine.call) pointAt(ev, $("zoom-img"), "page");
+});
+$("mark-clear").addEventListener("click", () => mine && post(`/counter/calls/${mine.call}/point`, {mark: "clear"}).catch(() => {}));
+
 // -- end, capture, stills
 $("end").addEventListener("click", () => mine && post(`/counter/calls/${mine.call}/end`).then(poll, () => {}));
 $("capture").addEventListener("click", () => mine && post(`/counter/calls/${mine.call}/capture`).then(() => {

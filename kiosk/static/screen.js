@@ -69,6 +69,23 @@ function render(s) {
     !s.online || !s.open || (s.state === "ended" && s.reason !== "staff_ended"));
   say(ja);
   voice(s);
+  showMark(s);
+}
+
+// -- staff pointing at the form: the desk as this kiosk sees it, with their mark on the paper
+let markTimer = null;
+function showMark(s) {
+  const on = s.state === "connected" && !!s.mark;
+  $("desk-fig").hidden = !on;
+  if (on && !markTimer) {
+    const load = () => { $("desk").src = `/api/desk.jpg?t=${Date.now()}`; };
+    load();
+    markTimer = setInterval(load, 700);
+  } else if (!on && markTimer) {
+    clearInterval(markTimer);
+    markTimer = null;
+    $("desk").removeAttribute("src");
+  }
 }
 
 // -- voice: staff offer, this page answers; microphone only (the cameras belong to the kiosk)
