@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # mimamori developer entry point.
 #   ./run.sh demo [ARGS]   local broker + hub + simulated devices; prints the URL to open
-#   ./run.sh test [ARGS]   lint, type checks and the tests (ARGS go to pytest; -m 'soak or browser'
-#                          runs the long suites the default leaves out)
+#   ./run.sh test [ARGS]   lint, type checks and the tests (ARGS go to pytest; -m 'soak or browser
+#                          or slow' runs the long suites the default leaves out)
 # Both install what they need first: Debian packages (mosquitto, and gcc with Mosquitto's
 # headers for the broker's guard plugin; postgresql and chromium for the tests), a virtualenv
 # in .venv and the Python dependencies.

@@ -9,11 +9,14 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from provisioning.demo import VTEST
 from tests.conftest import free_port
 from tests.mqtt_probe import wait_until
 
 
+@pytest.mark.slow
 def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
     web = free_port()
     proc = subprocess.Popen(

@@ -19,6 +19,7 @@ needs_media = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @needs_media
 @pytest.mark.parametrize("kind", SETS)
 def test_rendered_desks_pages_found_where_they_lie(kind: str) -> None:

@@ -58,6 +58,7 @@ def run_for(cfg: Path, seconds: float) -> int:
         box.close()
 
 
+@pytest.mark.slow
 def test_stop_visits_survive_no_coverage_and_a_reboot_then_show_at_the_hub(
     fleet: Fleet, broker: MosquittoProcess, hub: Hub, tmp_path: Path
 ) -> None:

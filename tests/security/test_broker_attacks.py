@@ -228,6 +228,7 @@ def hub_away(devices: Fleet, broker: MosquittoProcess) -> Iterator[Fleet]:
     yield devices
 
 
+@pytest.mark.slow
 def test_broker_memory_stays_bounded_while_the_hub_is_away(
     hub_away: Fleet, broker: MosquittoProcess
 ) -> None:
