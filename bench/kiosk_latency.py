@@ -43,9 +43,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._fleet import fleet_and_broker, free_port  # noqa: E402
 from hub.auth import Accounts  # noqa: E402
 from hub.cli import build  # noqa: E402
+from provisioning.fleet import Fleet  # noqa: E402
+from provisioning.mosquitto import MosquittoProcess  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media" / "opencv"
 HZ = os.sysconf("SC_CLK_TCK")
+
+
+def kiosk_fleet(work: Path) -> tuple[Fleet, MosquittoProcess, Path, int]:
+    """A fleet with a running broker and one kiosk on the sample clips, open around the clock:
+    the fleet, the broker, the kiosk's config file and its screen port."""
+    face, doc = make_clips(work)
+    screen_port = free_port()
+    fleet, broker = fleet_and_broker()
+    cfg = fleet.add_device(
+        "kiosk-01",
+        "kiosk",
+        extra={
+            "kiosk": {
+                "phone": "0120-000-000",
+                "face_source": str(face),
+                "doc_source": str(doc),
+                "days": [0, 1, 2, 3, 4, 5, 6],
+                "opens": "00:00",
+                "closes": "24:00",
+                "screen_port": screen_port,
+                "ended_show_s": 3,
+            }
+        },
+    )
+    return fleet, broker, cfg, screen_port
 
 
 def make_clips(folder: Path) -> tuple[Path, Path]:
@@ -184,25 +211,7 @@ def main() -> int:
         return 1
 
     work = Path(tempfile.mkdtemp(prefix="mimamori-kiosk-bench-"))
-    face, doc = make_clips(work)
-    screen_port = free_port()
-    fleet, broker = fleet_and_broker()
-    cfg = fleet.add_device(
-        "kiosk-01",
-        "kiosk",
-        extra={
-            "kiosk": {
-                "phone": "0120-000-000",
-                "face_source": str(face),
-                "doc_source": str(doc),
-                "days": [0, 1, 2, 3, 4, 5, 6],
-                "opens": "00:00",
-                "closes": "24:00",
-                "screen_port": screen_port,
-                "ended_show_s": 3,
-            }
-        },
-    )
+    fleet, broker, cfg, screen_port = kiosk_fleet(work)
     hub = build(fleet.hub_config)
     hub.app.config["SESSION_COOKIE_SECURE"] = False  # plain http on loopback for the client
     hub.start(web=True)

@@ -37,8 +37,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._fleet import fleet_and_broker, free_port  # noqa: E402
-from bench.kiosk_latency import MEDIA, make_clips  # noqa: E402
+from bench.kiosk_latency import MEDIA, kiosk_fleet  # noqa: E402
 
 CHROMIUM = Path("/usr/lib/chromium/chromium")
 FAKE_MEDIA = [
@@ -179,25 +178,7 @@ def run(minutes: float, window_s: float, after_s: float, out: Any = sys.stdout) 
     if not CHROMIUM.exists():
         raise SystemExit(f"{CHROMIUM} is missing: install Debian's chromium")
     work = Path(tempfile.mkdtemp(prefix="mimamori-kiosk-soak-"))
-    face, doc = make_clips(work)
-    screen_port = free_port()
-    fleet, broker = fleet_and_broker()
-    cfg = fleet.add_device(
-        "kiosk-01",
-        "kiosk",
-        extra={
-            "kiosk": {
-                "phone": "0120-000-000",
-                "face_source": str(face),
-                "doc_source": str(doc),
-                "days": [0, 1, 2, 3, 4, 5, 6],
-                "opens": "00:00",
-                "closes": "24:00",
-                "screen_port": screen_port,
-                "ended_show_s": 3,
-            }
-        },
-    )
+    fleet, broker, cfg, screen_port = kiosk_fleet(work)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     hub = subprocess.Popen(
         [sys.executable, __file__, "--serve-hub", str(fleet.hub_config)],
