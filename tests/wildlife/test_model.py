@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, save_model
 
+from bench.wildlife_sets import NEGATIVE_SAMPLES
 from edge.vision.manifest import DEFAULT_MODEL, ModelError, load_manifest, sha256_of
 from edge.vision.onnx import OnnxModel
 from edge.wildlife.scan import MediaError, read_image
@@ -22,15 +23,7 @@ pytestmark = pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not 
 
 MONKEYS = sorted((MEDIA / "monkeys" / "images").glob("*.jpg"))
 NEGATIVES = sorted((MEDIA / "camera-trap").glob("*.jpg")) + [
-    MEDIA / "opencv" / n
-    for n in (
-        "squirrel_cls.jpg",
-        "messi5.jpg",
-        "fruits.jpg",
-        "home.jpg",
-        "sudoku.png",
-        "imageTextN.png",
-    )
+    MEDIA / "opencv" / n for n in NEGATIVE_SAMPLES
 ]
 
 
