@@ -42,21 +42,32 @@ def pins() -> Iterator[MockFactory]:
     Device.pin_factory = None
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (all held open while they are chosen)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Fleet:
     """A fresh fleet (broker config, hub account) on a free loopback port."""
+    port, hub_port, web_port = free_ports(3)
     return Fleet.init(
         tmp_path / "fleet",
         broker_host="127.0.0.1",
-        port=free_port(),
-        hub_port=free_port(),
-        web_port=free_port(),
+        port=port,
+        hub_port=hub_port,
+        web_port=web_port,
         broker_user="root" if os.geteuid() == 0 else getpass.getuser(),
     )
 

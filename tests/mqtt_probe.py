@@ -72,6 +72,12 @@ class Probe:
         self.client.loop_stop()
         self.client.disconnect()
 
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
             self.messages.append(msg)

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from provisioning.demo import VTEST
-from tests.conftest import free_port
+from tests.conftest import free_ports
 from tests.mqtt_probe import wait_until
 
 
 @pytest.mark.slow
 def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
-    web = free_port()
+    port, web, screen = free_ports(3)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -28,11 +28,11 @@ def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
             "--dir",
             str(tmp_path / "demo"),
             "--port",
-            str(free_port()),
+            str(port),
             "--web-port",
             str(web),
             "--screen-port",
-            str(screen := free_port()),
+            str(screen),
             "--duration",
             "40",
         ],
@@ -94,7 +94,7 @@ def test_demo_without_sample_media_says_what_is_missing_and_what_runs(tmp_path: 
     lines = demo.describe(empty)
     assert len(lines) == 3 and all("simulated notices only" in line for line in lines)
     assert "needs opencv/vtest.avi" in lines[1]
-    ports = (free_port(), free_port(), free_port())
+    ports = free_ports(3)
     fleet = demo.provision(tmp_path / "demo", *ports, empty)
     text = fleet.device_config("bus-01").read_text()
     assert "[sim]" in text and "[ridership]" not in text

@@ -4,30 +4,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edge.config import load_config
 from edge.service import Service
 from hub.cli import Hub
 from provisioning.fleet import Fleet
 from tests.conftest import add_device
 from tests.edge.test_updates import tiny_model
 from tests.mqtt_probe import wait_until
+from tests.running import RunningService
 
 
 @pytest.fixture
 def device(fleet: Fleet, hub: Hub) -> Iterator[Service]:
-    svc = Service(load_config(add_device(fleet, "field-01")))
-    t = threading.Thread(target=svc.run, daemon=True)
-    t.start()
-    wait_until(lambda: svc.link.connected, 15, "device link")
-    yield svc
-    svc.stop()
-    t.join(10)
+    with RunningService(add_device(fleet, "field-01")) as svc:
+        wait_until(lambda: svc.link.connected, 15, "device link")
+        yield svc
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge.config import load_config
 from edge.service import Service
 from hub.cli import Hub
 from provisioning.fleet import Fleet
@@ -17,16 +16,13 @@ from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import FAST_LINK, add_device, stored_events
 from tests.edge.test_device_process import DeviceProcess
 from tests.mqtt_probe import wait_until
+from tests.running import RunningService
 
 
 @pytest.fixture
 def service(fleet: Fleet, broker: MosquittoProcess) -> Iterator[Service]:
-    svc = Service(load_config(add_device(fleet, "field-01", outbox={"inflight": 50})))
-    t = threading.Thread(target=svc.run, daemon=True)
-    t.start()
-    yield svc
-    svc.stop()
-    t.join(10)
+    with RunningService(add_device(fleet, "field-01", outbox={"inflight": 50})) as svc:
+        yield svc
 
 
 def online(hub: Hub, dev: str) -> bool | None:

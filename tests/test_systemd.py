@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import ROOT, add_device
 from tests.mqtt_probe import wait_until
+from tests.running import RunningService
 
 UNITS = sorted((ROOT / "systemd").glob("*.service"))
 
@@ -107,11 +109,12 @@ def test_watchdog_pings_stop_when_the_main_loop_hangs(
 
     notify = NotifySocket(tmp_path / "notify.sock")
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
-    hang, release = threading.Event(), threading.Event()
+    hang, stuck, release = threading.Event(), threading.Event(), threading.Event()
 
     class HangingApp:
         def step(self, now: float) -> None:
             if hang.is_set():
+                stuck.set()
                 release.wait(30)  # a stuck camera read or model call
 
         def close(self) -> None:
@@ -123,24 +126,18 @@ def test_watchdog_pings_stop_when_the_main_loop_hangs(
         notifier=sdnotify.SystemdNotifier(),
         watchdog_s=0.2,
     )
-    t = threading.Thread(target=svc.run, daemon=True)
-    t.start()
-    try:
+    with closing(notify), RunningService(svc), ExitStack() as unstick:
+        unstick.callback(release.set)
         wait_until(lambda: any(m == "READY=1" for _, m in notify.messages), 10, "READY=1")
         start = time.monotonic()
         wait_until(lambda: notify.pings_after(start) >= 3, 5, "watchdog pings")
         assert any(m.startswith("STATUS=") for _, m in notify.messages)
         hang.set()
-        time.sleep(0.5)  # let the loop enter the hung step
-        hung_at = time.monotonic()
-        time.sleep(1.5)  # several ping intervals
+        assert stuck.wait(5), "the loop never entered the hung step"
+        hung_at = time.monotonic() + 0.2  # a ping already on its way may still land
+        time.sleep(1.5)  # several ping intervals with the loop stuck
         assert notify.pings_after(hung_at) == 0  # systemd would now restart the service
-        release.set()
         hang.clear()
-        wait_until(lambda: notify.pings_after(hung_at) >= 1, 5, "pings resume")
-    finally:
         release.set()
-        svc.stop()
-        t.join(10)
-        notify.close()
+        wait_until(lambda: notify.pings_after(hung_at) >= 1, 5, "pings resume")
     assert any(m == "STOPPING=1" for _, m in notify.messages)

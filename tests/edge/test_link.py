@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,20 +13,7 @@ from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device
 from tests.mqtt_probe import Probe, wait_until
-
-
-class Running:
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.thread = threading.Thread(target=service.run, daemon=True)
-
-    def __enter__(self) -> Service:
-        self.thread.start()
-        return self.service
-
-    def __exit__(self, *exc: object) -> None:
-        self.service.stop()
-        self.thread.join(10)
+from tests.running import RunningService
 
 
 @pytest.fixture
@@ -37,16 +22,16 @@ def cfg_path(fleet: Fleet, broker: MosquittoProcess) -> Path:
 
 
 @pytest.fixture
-def service(cfg_path: Path) -> Iterator[Running]:
-    yield Running(Service(load_config(cfg_path)))
+def service(cfg_path: Path) -> Service:
+    return Service(load_config(cfg_path))
 
 
 def notice(i: int) -> dict[str, str]:
     return {"level": "info", "message": f"n{i}"}
 
 
-def test_birth_state_and_clean_death(service: Running, hub_probe: Probe) -> None:
-    with service as svc:
+def test_birth_state_and_clean_death(service: Service, hub_probe: Probe) -> None:
+    with RunningService(service) as svc:
         wait_until(lambda: hub_probe.on("field-01/birth"), what="birth")
         state = contract.StatePayload.model_validate_json(
             hub_probe.on("field-01/state")[-1].payload
@@ -61,9 +46,9 @@ def test_birth_state_and_clean_death(service: Running, hub_probe: Probe) -> None
     assert last.online is False and last.bdseq == birth.bdseq
 
 
-def test_events_wait_for_hub_then_arrive_in_seq_order(service: Running, hub_probe: Probe) -> None:
+def test_events_wait_for_hub_then_arrive_in_seq_order(service: Service, hub_probe: Probe) -> None:
     hub_probe.set_hub(False)
-    with service as svc:
+    with RunningService(service) as svc:
         wait_until(lambda: svc.link.connected, what="link")
         for i in range(50):
             svc.emit("device.notice", notice(i))
@@ -78,9 +63,9 @@ def test_events_wait_for_hub_then_arrive_in_seq_order(service: Running, hub_prob
 
 
 def test_broker_down_events_queue_on_disk_then_deliver_in_order(
-    service: Running, hub_probe: Probe, broker: MosquittoProcess
+    service: Service, hub_probe: Probe, broker: MosquittoProcess
 ) -> None:
-    with service as svc:
+    with RunningService(service) as svc:
         wait_until(lambda: svc.link.hub_online, what="hub online")
         for i in range(10):
             svc.emit("device.notice", notice(i))
@@ -92,18 +77,15 @@ def test_broker_down_events_queue_on_disk_then_deliver_in_order(
             svc.emit("device.notice", notice(i))
         assert svc.outbox.depth() == 290
         broker.start()
-        probe = Probe(broker.host, hub_probe.port, hub_probe.identity).start()
-        try:
+        with Probe(broker.host, hub_probe.port, hub_probe.identity).start() as probe:
             wait_until(lambda: len(probe.events("field-01")) >= 290, 20, "backlog delivered")
             seqs = [e.seq for e in probe.events("field-01")]
             assert seqs == sorted(seqs) and set(range(11, 301)) <= set(seqs)
             wait_until(lambda: svc.outbox.depth() == 0, what="outbox empty")
-        finally:
-            probe.stop()
 
 
 def test_twin_invalid_value_is_reported_and_old_config_kept(
-    service: Running, hub_probe: Probe, cfg_path: Path
+    service: Service, hub_probe: Probe, cfg_path: Path
 ) -> None:
     def reported() -> list[contract.TwinReported]:
         return [
@@ -119,7 +101,7 @@ def test_twin_invalid_value_is_reported_and_old_config_kept(
             retain=True,
         )
 
-    with service as svc:
+    with RunningService(service) as svc:
         wait_until(lambda: svc.link.connected, what="link")
         desire(1, {"telemetry": {"interval_s": 0}})
         rep = wait_until(reported, what="reported")[-1]
@@ -138,8 +120,8 @@ def test_twin_invalid_value_is_reported_and_old_config_kept(
     again.outbox.close()
 
 
-def test_commands_reply_with_correlation_data(service: Running, hub_probe: Probe) -> None:
-    with service as svc:
+def test_commands_reply_with_correlation_data(service: Service, hub_probe: Probe) -> None:
+    with RunningService(service) as svc:
         wait_until(lambda: svc.link.connected, what="link")
         corr = hub_probe.command("field-01", "ping")
         bad = hub_probe.command("field-01", "self-destruct")
@@ -163,7 +145,7 @@ def test_commands_reply_with_correlation_data(service: Running, hub_probe: Probe
         assert config["device"]["id"] == "field-01" and "password_file" not in config["mqtt"]
 
 
-def test_model_update_job_over_mqtt(service: Running, hub_probe: Probe, fleet: Fleet) -> None:
+def test_model_update_job_over_mqtt(service: Service, hub_probe: Probe, fleet: Fleet) -> None:
     import base64
 
     from provisioning.signing import sign_model
@@ -184,7 +166,7 @@ def test_model_update_job_over_mqtt(service: Running, hub_probe: Probe, fleet: F
         )
         hub_probe.client.publish(contract.job("field-01", job_id), doc.dumps(), qos=1, retain=True)
 
-    with service as svc:
+    with RunningService(service) as svc:
         wait_until(lambda: svc.link.connected, what="link")
         send("update-1", tiny_model(2.0), 1)
         wait_until(lambda: "SUCCEEDED" in statuses("update-1"), what="update applied")

@@ -15,18 +15,19 @@ from edge.config import EXIT_BAD_CONFIG, load_config
 from edge.errors import ConfigError
 from provisioning.fleet import Fleet
 from provisioning.pki import Authority
-from tests.conftest import free_port
+from tests.conftest import free_ports
 
 MIMAMORI = [sys.executable, "-m", "edge.cli"]
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+    port, hub_port, web_port = free_ports(3)
     fleet = Fleet.init(
         tmp_path_factory.mktemp("preflight") / "fleet",
-        port=free_port(),
-        hub_port=free_port(),
-        web_port=free_port(),
+        port=port,
+        hub_port=hub_port,
+        web_port=web_port,
     )
     fleet.add_device("field-01", "wildlife")
     fleet.add_device("field-02", "wildlife")

@@ -13,8 +13,8 @@ from edge.service import Emitter, Service
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device
-from tests.edge.test_link import Running
 from tests.mqtt_probe import Probe, wait_until
+from tests.running import RunningService
 
 
 @dataclass
@@ -53,7 +53,7 @@ def test_a_ridership_change_from_the_hub_restarts_the_app_on_the_service_loop(
     cfg_path = add_device(fleet, "bus-01", "ridership", ridership={"doors": [door]})
     started = Started()
     service = Service(load_config(cfg_path), app_factory=recording_factory(started))
-    with Running(service) as svc:
+    with RunningService(service) as svc:
         wait_until(lambda: svc.link.connected and started.configs, what="first start")
         hub_probe.client.publish(
             contract.twin_desired("bus-01"),

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import re
-import threading
 
 import pytest
 
 from edge import contract
-from edge.config import load_config
 from edge.service import Service
 from hub.cli import Hub
 from hub.clock import ago
@@ -17,18 +15,15 @@ from provisioning.fleet import Fleet
 from tests.conftest import add_device
 from tests.hub.conftest import Staff
 from tests.mqtt_probe import wait_until
+from tests.running import RunningService
 
 
 @pytest.fixture
 def live(fleet: Fleet, hub: Hub):
     """A real device service reporting to the real hub."""
-    svc = Service(load_config(add_device(fleet, "field-01", location="North paddy")))
-    t = threading.Thread(target=svc.run, daemon=True)
-    t.start()
-    wait_until(lambda: (hub.store.device("field-01") or {}).get("tele"), 15, "first telemetry")
-    yield svc
-    svc.stop()
-    t.join(10)
+    with RunningService(add_device(fleet, "field-01", location="North paddy")) as svc:
+        wait_until(lambda: (hub.store.device("field-01") or {}).get("tele"), 15, "first telemetry")
+        yield svc
 
 
 def test_fleet_page_shows_the_device_with_health_and_status(

@@ -15,6 +15,7 @@ from edge import contract
 from edge.camera import Frame
 from kiosk.call import Call, CallError, CallMachine, Hours
 from kiosk.views import View
+from tests.mqtt_probe import wait_until
 
 JST = ZoneInfo("Asia/Tokyo")
 HOURS = Hours((0, 1, 2, 3, 4), dtime(8, 30), dtime(17, 15), JST, frozenset({date(2026, 12, 29)}))
@@ -148,12 +149,12 @@ def test_view_sends_no_faster_than_acknowledged_and_not_at_all_after_stop() -> N
     view = View("face", lambda: camera, send, fps=50, window=2)
     call = "a" * 32
     view.start(call)
-    time.sleep(0.5)
+    wait_until(lambda: view.stats["skipped"] >= 5, 5, "frames skipped while two are in flight")
     assert len(sent) == 2, "two frames in flight, then wait for the hub"
-    assert view.stats["skipped"] > 0
     for _ in range(5):  # the staff browser takes frames: more follow
+        before = len(sent)
         view.ack(call, sent[-1].seq)
-        time.sleep(0.1)
+        wait_until(lambda n=before: len(sent) > n, 5, "a frame after the ack")
     assert len(sent) >= 6
     assert [m.seq for m in sent] == list(range(len(sent)))
     assert sent[0].w == 1280 and sent[0].h == 720

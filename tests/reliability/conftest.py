@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from edge.contract import Priority
 from edge.service import Service
 from provisioning.fleet import Fleet
 from tests.conftest import ROOT, add_device
+from tests.running import RunningService
 
 #: ``MIMAMORI_SOAK=1`` runs the full-size faults (the numbers in the issue and README);
 #: CI runs the same tests shortened
@@ -45,19 +45,6 @@ def device_config(
     if port is not None:
         cfg.mqtt.port = port
     return cfg
-
-
-class RunningService:
-    """A device service running on a thread (in this process, so tests can look inside)."""
-
-    def __init__(self, cfg: DeviceConfig | Service) -> None:
-        self.service = cfg if isinstance(cfg, Service) else Service(cfg)
-        self.thread = threading.Thread(target=self.service.run, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.service.stop()
-        self.thread.join(15)
 
 
 @pytest.fixture

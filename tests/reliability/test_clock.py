@@ -61,8 +61,7 @@ def test_clock_jumps_keep_order_and_do_not_make_alarms_late(
         return datetime.now(UTC) + offset[0]
 
     svc = Service(device_config(fleet, "field-01"), wall=wall)
-    running = RunningService(svc)
-    try:
+    with RunningService(svc):
         wait_until(lambda: svc.link.hub_online, 15, "online")
         ids, alarms = [], []
         for jump in (timedelta(0), timedelta(hours=5), timedelta(hours=-3), timedelta(0)):
@@ -73,8 +72,6 @@ def test_clock_jumps_keep_order_and_do_not_make_alarms_late(
             ids.append(svc.emit("wildlife.incursion", data, Priority.ALARM).id)
         wait_until(lambda: hub.store.count_events() >= len(ids), 20, "all stored")
         wait_until(lambda: all(late_of(hub, a) is not None for a in alarms), 10, "alerts")
-    finally:
-        running.stop()
     stored = stored_events(hub.store, "field-01")
     assert [e for e, _ in stored] == ids, "stored out of order"
     created = [e["created"] for e in reversed(hub.store.events("field-01", limit=100))]
@@ -131,14 +128,11 @@ def test_a_clock_before_the_certificates_validity_is_named_as_the_cause(
     future_server_cert(fleet)  # as a device whose clock is three days behind would see it
     broker.restart()
     caplog.set_level(logging.ERROR, logger="edge.link")
-    running = RunningService(device_config(fleet, "field-01"))
-    try:
+    with RunningService(device_config(fleet, "field-01")) as svc:
         wait_until(lambda: "by this device's clock" in caplog.text, 15, "a clear clock error")
-        assert not running.service.link.connected, "connected despite an invalid certificate"
+        assert not svc.link.connected, "connected despite an invalid certificate"
         assert "not yet valid" in caplog.text and "NTP" in caplog.text
         (fleet.root / "broker" / "server.crt").write_bytes(good_crt)  # the clock is right again
         (fleet.root / "broker" / "server.key").write_bytes(good_key)
         broker.restart()
-        wait_until(lambda: running.service.link.connected, 20, "connected once valid")
-    finally:
-        running.stop()
+        wait_until(lambda: svc.link.connected, 20, "connected once valid")

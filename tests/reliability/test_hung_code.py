@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA
 from tests.mqtt_probe import wait_until
 from tests.reliability.conftest import device_config, report
+from tests.running import RunningService
 
 FIELD = MEDIA / "camera-trap" / "sample-dzf-01.jpg"
 
@@ -115,18 +117,13 @@ def test_a_stuck_camera_read_stops_the_watchdog_pings(
         return app_with(camera, [])
 
     svc = Service(cfg, app_factory=factory, notifier=pings, watchdog_s=0.2)
-    t = threading.Thread(target=svc.run, daemon=True)
-    t.start()
-    try:
+    with RunningService(svc), ExitStack() as unstick:
+        unstick.callback(camera.release.set)  # on the way out, before the service stops
         wait_until(lambda: svc.app is not None and svc.app.frames >= 10, 30, "frames")  # type: ignore[attr-defined]
         start = time.monotonic()
         healthy = pings.watchdog(start - 1.0)
         time.sleep(1.5)  # the read is stuck: 7 intervals
         stuck = pings.watchdog(start + 0.3)
-    finally:
-        camera.release.set()
-        svc.stop()
-        t.join(10)
     assert healthy >= 3, "the service did not ping the watchdog while healthy"
     assert stuck == 0, "pings went on although the camera read was stuck"
     report(

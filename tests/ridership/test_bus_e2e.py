@@ -7,17 +7,16 @@ import csv
 import io
 import threading
 import zipfile
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from edge.config import load_config
 from edge.outbox import Outbox
 from edge.ridership.gps import Fix
 from edge.ridership.gtfs import load_feed
 from edge.ridership.sim import nmea, write_feed
-from edge.service import Service
 from hub.auth import Accounts
 from hub.cli import Hub
 from hub.ridership import data
@@ -26,6 +25,7 @@ from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA, add_device
 from tests.hub.conftest import staff_client
 from tests.mqtt_probe import wait_until
+from tests.running import RunningService
 
 VTEST = MEDIA / "opencv" / "vtest.avi"
 pytestmark = pytest.mark.skipif(not VTEST.is_file(), reason="../shared/media not present")
@@ -42,20 +42,11 @@ def gps_log(path: Path, lat: float, lon: float) -> Path:
 
 
 def run_for(cfg: Path, seconds: float) -> int:
-    svc = Service(load_config(cfg))
-    t = threading.Thread(target=svc.run, daemon=True)
-    t.start()
-    try:
+    with RunningService(cfg) as svc:
         wait_until(lambda: svc.outbox.depth() >= 1, 30, "a stop visit on disk")
         threading.Event().wait(seconds)
-    finally:
-        svc.stop()
-        t.join(15)
-    box = Outbox(svc.data_dir / "outbox.sqlite", max_bytes=1 << 26)
-    try:
+    with closing(Outbox(svc.data_dir / "outbox.sqlite", max_bytes=1 << 26)) as box:
         return box.depth()
-    finally:
-        box.close()
 
 
 @pytest.mark.slow
@@ -92,14 +83,8 @@ def test_stop_visits_survive_no_coverage_and_a_reboot_then_show_at_the_hub(
     held = run_for(cfg, 0.5)  # rebooted, still no coverage: the queue is intact and grows
     assert held > first
     broker.start()
-    svc = Service(load_config(cfg))
-    t = threading.Thread(target=svc.run, daemon=True)
-    t.start()
-    try:
+    with RunningService(cfg) as svc:
         wait_until(lambda: svc.outbox.depth() == 0, 30, "queue drained")
-    finally:
-        svc.stop()
-        t.join(15)
     wait_until(
         lambda: len(hub.store.events("bus-01", kinds=["ridership.stop_visit"], limit=None)) >= held,
         20,

@@ -4,18 +4,16 @@ coverage gap, and is marked late."""
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
 
-from edge.config import load_config
-from edge.service import Service
 from hub.cli import Hub
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA, add_device
 from tests.mqtt_probe import wait_until
+from tests.running import RunningService
 
 pytestmark = pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not present")
 
@@ -47,10 +45,7 @@ def test_alarm_held_through_a_coverage_gap_arrives_late_exactly_once(
         },
     )
     broker.stop()  # the hills: no coverage while the troop comes through
-    svc = Service(load_config(cfg))
-    t = threading.Thread(target=svc.run, daemon=True)
-    t.start()
-    try:
+    with RunningService(cfg) as svc:
         wait_until(lambda: svc.app is not None and svc.app.exhausted, 60, "sequence replayed")
         kinds = [r.kind for r in svc.outbox.pending(100)]
         assert kinds == ["wildlife.incursion", "wildlife.incursion_end"]  # held on disk
@@ -61,9 +56,6 @@ def test_alarm_held_through_a_coverage_gap_arrives_late_exactly_once(
         assert alarm["prio"] == 2 and alarm["hist"] is True  # an alarm, and marked late
         assert alarm["data"]["snapshot_jpeg"]
         assert alarm["received"] > alarm["created"]
-    finally:
-        svc.stop()
-        t.join(10)
 
 
 def test_bad_model_file_is_reported_and_the_device_stays_up(
@@ -85,15 +77,9 @@ def test_bad_model_file_is_reported_and_the_device_stays_up(
             "model": str(models / "efficientnet-lite0.toml"),
         },
     )
-    svc = Service(load_config(cfg))
-    t = threading.Thread(target=svc.run, daemon=True)
-    t.start()
-    try:
+    with RunningService(cfg) as svc:
         wait_until(lambda: hub.store.events("field-03"), 20, "notice at the hub")
         notice = hub.store.events("field-03")[0]
         assert notice["kind"] == "device.notice" and notice["data"]["level"] == "error"
         assert "sha256" in notice["data"]["message"]
         assert svc.link.connected and svc.app is None  # up, reachable, waiting for a fix
-    finally:
-        svc.stop()
-        t.join(10)
