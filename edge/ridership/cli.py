@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from edge.camera import CameraError
+from edge.ridership import accuracy
+
+NUMBERS = re.compile(r"^-\d[\d.,\s-]*$")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,9 +36,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     count.add_argument("video", type=Path, help="video file (anything OpenCV reads)")
     count.add_argument(
         "--line",
-        required=True,
         metavar="x1,y1,x2,y2",
-        help="the counting line in frame pixels, e.g. 320,330,320,120",
+        help="the counting line in frame pixels, e.g. 320,330,320,120 (negative numbers are "
+        "fine: --line -4,300,640,300); may be left out with a --truth file that has a line",
     )
     count.add_argument(
         "--detector",
@@ -76,6 +80,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     count.add_argument("--json", action="store_true", help="machine-readable output")
     count.set_defaults(func=_count)
+    # "--line -4,300,640,300" is a value, not an option: argparse only knows plain negative
+    # numbers (it reads "-4,300,..." as an unknown option and says "expected one argument")
+    count._negative_number_matcher = NUMBERS  # type: ignore[attr-defined]
     cal = rsub.add_parser(
         "calibrate",
         help="choose a door's counter settings from a labelled clip",
@@ -95,16 +102,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cal.add_argument("--source", default="picamera", help="camera source for the block")
     cal.add_argument("--window", type=int, default=100, help="frames per scoring window")
     cal.set_defaults(func=_calibrate)
+    cal._negative_number_matcher = NUMBERS  # type: ignore[attr-defined]
 
 
 def _count(args: argparse.Namespace) -> int:
-    from edge.ridership import accuracy
     from edge.ridership.count import count_video, print_progress
-    from edge.ridership.line import parse_line
 
     try:
-        line = parse_line(args.line)
         truth = accuracy.load_truth(args.truth) if args.truth else None
+        line = counting_line(args.line, truth, args.truth)
         result = count_video(
             args.video,
             line,
@@ -146,16 +152,35 @@ def _count(args: argparse.Namespace) -> int:
     return 0
 
 
+def counting_line(
+    given: str | None, truth: accuracy.Truth | None, truth_file: Path | None
+) -> tuple[float, float, float, float]:
+    """The line to count on: --line, or the truth file's; ValueError when neither is given or
+    the two differ (hand counts made on one line say nothing about another)."""
+    from edge.ridership.line import parse_line  # imports OpenCV: only when counting
+
+    line = parse_line(given) if given else None
+    known = truth.line if truth is not None else None
+    if line is None and known is None:
+        raise ValueError(
+            "--line: give the counting line x1,y1,x2,y2"
+            + (f' (the truth file {truth_file} has no "line")' if truth_file else "")
+        )
+    if line is not None and known is not None and line != known:
+        raise ValueError(
+            f"--line {given} differs from the line in {truth_file} "
+            f"({','.join(f'{v:g}' for v in known)}): its crossings were counted on that line; "
+            "leave --line out or label the clip again for this one"
+        )
+    return line or known  # type: ignore[return-value]
+
+
 def _calibrate(args: argparse.Namespace) -> int:
-    from edge.ridership import accuracy
     from edge.ridership.calibrate import calibrate, config_block, default_trial
-    from edge.ridership.line import parse_line
 
     try:
         truth = accuracy.load_truth(args.truth)
-        line = parse_line(args.line) if args.line else truth.line
-        if line is None:
-            raise ValueError(f'{args.truth}: no "line" in the truth file; give --line')
+        line = counting_line(args.line, truth, args.truth)
         trials = calibrate(args.video, truth, line, window=args.window)
     except (ValueError, CameraError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from edge.camera import Frame
-from edge.camera.files import FileSource
+from edge.camera.files import IMAGE_EXT, FileSource
 from edge.ridership.line import Anchor, Crossing, LineCounter
 from edge.vision.blobs import BlobDetector, BlobSettings, Box
 from edge.vision.tracking import Tracker
@@ -190,6 +190,11 @@ def count_lines(
     (the annotated video shows the first). Raises CameraError if the clip cannot be read."""
     if not lines:
         raise ValueError("lines: give at least one counting line")
+    if path.is_dir() or path.suffix.lower() in IMAGE_EXT:
+        raise ValueError(
+            f"{path}: a still image{' folder' if path.is_dir() else ''}; counting needs a video "
+            "of people passing the door (.mp4, .avi, .mkv, .h264, ...)"
+        )
     source = FileSource(path)
     counter = DoorCounter(
         lines[0],
@@ -206,6 +211,10 @@ def count_lines(
     started = time.perf_counter()
     try:
         while (frame := source.read()) is not None:
+            if frames == 0:
+                h, w = frame.image.shape[:2]
+                for ln in lines:
+                    check_in_frame(ln, w, h)
             for c in counter.process(frame):
                 crossings[0].append(Counted(frame.index, c.track, c.direction))
             trusted = counter.tracker.trusted()
@@ -227,12 +236,25 @@ def count_lines(
         source.close()
         if writer is not None:
             writer.release()
+    if frames == 0:
+        raise ValueError(f"{path}: no frame could be read from this video")
     seconds = time.perf_counter() - started
     counters = [counter.line, *others]
     return [
         CountResult(str(path), frames, lc.ins, lc.outs, seconds, cs)
         for lc, cs in zip(counters, crossings, strict=True)
     ]
+
+
+def check_in_frame(line: tuple[float, float, float, float], w: int, h: int) -> None:
+    """ValueError unless both end points of the line lie in a ``w``×``h`` frame."""
+    x1, y1, x2, y2 = line
+    for x, y in ((x1, y1), (x2, y2)):
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise ValueError(
+                f"line {x1:g},{y1:g},{x2:g},{y2:g}: the point ({x:g}, {y:g}) is outside the "
+                f"{w}×{h} frame (x 0–{w}, y 0–{h}); nobody could cross it there"
+            )
 
 
 def print_progress(frames: int) -> None:

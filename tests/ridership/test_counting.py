@@ -110,3 +110,54 @@ def test_count_command_names_a_missing_video(
     rc = main(["ridership", "count", str(tmp_path / "none.mp4"), "--line", "0,0,10,10"])
     assert rc == 2
     assert "none.mp4" in capsys.readouterr().err
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    """Three seconds of one person walking down through a 320×240 overhead view."""
+    path = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (320, 240))
+    for f in render([pad(walk(((100, 30), 0), ((100, 220), 20)), 5)], 30):
+        w.write(f.image)
+    w.release()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--line", "400,10,400,200"], "(400, 10) is outside the 320×240 frame"),
+        (["--line", "40,120,280,-5"], "(280, -5) is outside the 320×240 frame"),
+        (["--line", "-40,120,280,120"], "(-40, 120) is outside"),  # typed without "="
+        ([], "--line: give the counting line"),
+    ],
+)
+def test_count_command_refuses_a_line_nobody_can_cross(
+    clip: Path, args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ridership", "count", str(clip), *args]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_count_command_refuses_a_still_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    still = tmp_path / "door.jpg"
+    cv2.imwrite(str(still), render([], 1)[0].image)
+    assert main(["ridership", "count", str(still), "--line", "40,120,280,120"]) == 2
+    err = capsys.readouterr().err
+    assert "door.jpg: a still image" in err and "needs a video" in err
+
+
+def test_count_command_refuses_a_line_other_than_the_truth_files(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({"line": [40, 120, 280, 120], "crossings": [[12, "in"]]}))
+    rc = main(["ridership", "count", str(clip), "--line", "40,100,280,100", "--truth", str(truth)])
+    assert rc == 2
+    assert "differs from the line in" in capsys.readouterr().err
+    # without --line the truth file's line is used, and the one walker is scored
+    assert main(["ridership", "count", str(clip), "--truth", str(truth), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["in"], data["out"]) == (1, 0)
