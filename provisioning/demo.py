@@ -136,9 +136,13 @@ def demo_field(folder: Path, media: Path) -> Path | None:
     if missing(media, "field-01"):
         return None
     empty = media / "camera-trap" / "sample-dzf-01.jpg"
-    monkeys = sorted((media / "monkeys" / "images").glob("*.jpg"))[:6]
+    monkeys = sorted((media / "monkeys" / "images").glob("*.jpg"))
+    troops = [monkeys[i : i + 6] for i in range(0, len(monkeys), 6)]  # each pass a new troop
+    sequence = [empty] * 10
+    for troop in troops:
+        sequence += troop + [empty] * 40
     folder.mkdir(parents=True, exist_ok=True)
-    for i, src in enumerate([empty] * 10 + monkeys + [empty] * 40):
+    for i, src in enumerate(sequence):
         shutil.copyfile(src, folder / f"{i:03d}.jpg")
     return folder
 

@@ -103,3 +103,25 @@ def test_demo_without_sample_media_says_what_is_missing_and_what_runs(tmp_path: 
     # with the media there, the same folder and ports are set up again for the real apps
     again = demo.provision(tmp_path / "demo", *ports, demo.MEDIA)
     assert "[ridership]" in again.device_config("bus-01").read_text()
+
+
+def test_demo_troops_are_different_photos_each_pass(tmp_path: Path) -> None:
+    """A staff member watching the demo sees a new troop each time, not the same photo."""
+    from provisioning import demo
+
+    if demo.missing(demo.MEDIA, "field-01"):
+        pytest.skip("../shared/media not present")
+    folder = demo.demo_field(tmp_path / "field", demo.MEDIA)
+    assert folder is not None
+    frames = [p.read_bytes() for p in sorted(folder.glob("*.jpg"))]
+    empty = frames[0]
+    troops: list[list[bytes]] = []
+    for prev, frame in zip([empty, *frames], frames, strict=False):
+        if frame != empty:
+            if prev == empty:
+                troops.append([])
+            troops[-1].append(frame)
+    assert len(troops) >= 3, "one troop only"
+    first_photos = {t[0] for t in troops}
+    assert len(first_photos) == len(troops), "two troops open on the same photo"
+    assert len({f for t in troops for f in t}) == sum(len(t) for t in troops)
