@@ -90,7 +90,11 @@ class DoorCounter:
         return self.line.update(self.tracker.trusted(), frame.ts)
 
     def learn(self, frame: Frame) -> None:
+        """The door is shut: keep the floor's model current; whoever was being tracked is
+        gone by the time it opens again (a track carried over would pair with somebody else
+        at the next stop and count a crossing nobody made)."""
         self.detector.learn(frame.image)
+        self.tracker.clear()
 
     def draw(self, image: np.ndarray) -> np.ndarray:
         out = image.copy()

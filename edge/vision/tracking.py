@@ -64,6 +64,10 @@ class Tracker:
         self.tracks: list[Track] = []
         self._next_id = 1
 
+    def clear(self) -> None:
+        """Forget every track (new ones get new ids)."""
+        self.tracks.clear()
+
     def update(self, boxes: list[Box]) -> list[Track]:
         """Feed one frame's detections; returns the live tracks (trusted or not)."""
         used_t: set[int] = set()

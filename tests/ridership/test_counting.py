@@ -161,3 +161,19 @@ def test_count_command_refuses_a_line_other_than_the_truth_files(
     assert main(["ridership", "count", str(clip), "--truth", str(truth), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["in"], data["out"]) == (1, 0)
+
+
+def test_nobody_is_carried_over_from_one_stop_to_the_next() -> None:
+    """The door shuts with someone still tracked near the line; at the next stop somebody
+    else stands just across it. That is two people, not one crossing."""
+    first = walk(((150, 30), 0), ((150, 100), 20))  # walks up to the line, the door shuts
+    second = walk(((155, 145), 0), ((155, 225), 20))  # the next stop: already across it
+    frames = render([first + [None] * 60, [None] * 40 + [None] * 21 + second], 102)
+    counter = DoorCounter(LINE, band_px=12)
+    for f in frames[:21]:  # door open
+        counter.process(f)
+    for f in frames[21:61]:  # door shut, driving: the camera only learns the floor
+        counter.learn(f)
+    for f in frames[61:]:  # the next stop
+        counter.process(f)
+    assert (counter.line.ins, counter.line.outs) == (0, 0)
