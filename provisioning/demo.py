@@ -29,6 +29,8 @@ DEMO_ADMIN = "admin"
 #: sample photographs shipped beside the repository (see its README for provenance)
 MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media"
 VTEST = MEDIA / "opencv" / "vtest.avi"
+BUS_LINE = (320.0, 330.0, 320.0, 120.0)  # the door line on the walking clip
+BUS_STOP_S = 20.0  # the demo bus stands 18 s at each stop
 #: what each demo device runs on the sample media, and the files that needs; without them
 #: the device runs a stand-in that only sends notices
 NEEDS = {
@@ -106,26 +108,35 @@ def describe(media: Path) -> list[str]:
 
 
 def demo_bus(folder: Path, media: Path) -> dict[str, object]:
-    """A made-up route (GTFS) driven stop by stop (NMEA), the door open 5 s of every 10,
-    counting the people walking in the OpenCV sample clip."""
+    """A made-up route (GTFS) driven stop by stop (NMEA), counting the people walking in the
+    OpenCV sample clip. The door opens at each stop when the clip shows what a real trip
+    looks like: people get on in the first half of the trip and off in the second, and the
+    bus ends its trip empty (``plan_doors``, on the counter's own crossings of the clip)."""
+    from edge.ridership.count import count_video
     from edge.ridership.gtfs import load_feed
-    from edge.ridership.sim import demo_gps_log, write_feed
+    from edge.ridership.sim import demo_gps_log, demo_trips, plan_doors, write_feed
 
-    feed = write_feed(folder / "gtfs")
+    video = media / "opencv" / "vtest.avi"
+    feed = load_feed(write_feed(folder / "gtfs"))
+    gps = demo_gps_log(feed, folder / "bus.nmea", stop_s=BUS_STOP_S)
+    stops = sum(len(t.stop_times) for t in demo_trips(feed))
+    clip = count_video(video, BUS_LINE)
+    crossings = [(c.frame, c.dir) for c in clip.crossings]
+    plan = plan_doors(crossings, clip.frames, stops, stop_s=BUS_STOP_S)
     return {
         "vehicle": "3号車",
-        "gtfs": str(feed),
-        "gps": str(demo_gps_log(load_feed(feed), folder / "bus.nmea")),
+        "gtfs": str(folder / "gtfs"),
+        "gps": str(gps),
         "tail_s": 0.5,
         "doors": [
             {
                 "name": "front",
-                "source": str(media / "opencv" / "vtest.avi"),
-                "fps": 10,
+                "source": str(video),
+                "fps": plan.fps,
                 "loop": True,
-                "line": [320, 330, 320, 120],
-                "schedule": [[3, 8]],
-                "schedule_period_s": 10,
+                "line": list(BUS_LINE),
+                "schedule": [list(w) for w in plan.windows],
+                "schedule_period_s": plan.period_s,
             }
         ],
     }

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import pynmea2
 
 from edge.ridership.gps import KNOTS_TO_KMH, Fix
-from edge.ridership.gtfs import Feed, Stop
+from edge.ridership.gtfs import Feed, Stop, Trip
 from edge.ridership.stops import bearing
 
 ORIGIN = (36.2048, 137.2529)  # a valley town in the Japanese Alps
@@ -183,14 +183,17 @@ def nmea(fix: Fix, course: float | None = None, speed_kmh: float | None = None) 
     return [str(gga), str(rmc)]
 
 
+def demo_trips(feed: Feed) -> list[Trip]:
+    """The trips the demo bus drives, over and over: the first outbound and inbound."""
+    return sorted(feed.trips.values(), key=lambda t: t.stop_times[0].arrival_s or 0)[:2]
+
+
 def demo_gps_log(feed: Feed, path: Path, *, stop_s: float = 10.0) -> Path:
-    """A bus running the first outbound then the first inbound trip, ``stop_s`` per stop:
-    two seconds driving in, then standing at the stop (for a door schedule of e.g. [[3, 8]]
-    in a 10 s period)."""
-    trips = sorted(feed.trips.values(), key=lambda t: t.stop_times[0].arrival_s or 0)[:2]
+    """A bus running the ``demo_trips``, ``stop_s`` per stop: two seconds driving in, then
+    standing at the stop (for a door schedule of e.g. [[3, 8]] in a 10 s period)."""
     t = datetime.now(UTC).replace(microsecond=0)
     lines: list[str] = []
-    for trip in trips:
+    for trip in demo_trips(feed):
         pts = [feed.stops[st.stop_id] for st in trip.stop_times]
         for i, stop in enumerate(pts):
             course = driving_in(pts, i)
@@ -202,3 +205,74 @@ def demo_gps_log(feed: Feed, path: Path, *, stop_s: float = 10.0) -> Path:
                 t += timedelta(seconds=1)
     path.write_text("\n".join(lines) + "\n", encoding="ascii")
     return path
+
+
+@dataclass(frozen=True)
+class DoorPlan:
+    """Door-open windows (seconds within ``period_s``) for replaying a labelled clip at a
+    made-up route's stops, and the clip rate that makes the clip loop line up with them."""
+
+    windows: list[tuple[float, float]]
+    period_s: float
+    fps: float
+    expected: list[tuple[int, int]]  # (on, off) the labels say each stop should count
+
+
+def plan_doors(
+    crossings: list[tuple[int, str]],
+    clip_frames: int,
+    stops: int,
+    *,
+    stop_s: float = 10.0,
+    driving_s: float = 2.0,
+    tail_s: float = 0.5,
+    lead: int = 15,
+) -> DoorPlan:
+    """Choose, stop by stop, when the door is open so that a loop of the labelled clip gives a
+    plausible day: people board in the first half of each trip and get off in the second, and
+    the load never goes below zero. ``crossings`` are the hand-labelled (frame, "in"|"out")
+    of the clip; ``stops`` is the number of stops of one loop of the GPS log (``stop_s`` each,
+    the first ``driving_s`` of them driving in). The clip is slowed or sped up slightly so a
+    whole number of clip loops fits one loop of the route. A crossing is taken as counted when
+    the door opened ``lead`` frames before it (the tracker has seen the person on one side)
+    and the visit, which goes on counting ``tail_s`` after the door closes, is still open; a
+    window with a crossing near either edge is not used."""
+    period = stops * stop_s
+    loops = max(1, round(period * 10 / clip_frames))  # about 10 frames/s
+    fps = clip_frames * loops / period
+    half = stops // 2  # two trips per loop: out and back
+    windows: list[tuple[float, float]] = []
+    expected: list[tuple[int, int]] = []
+    load = 0
+    for k in range(stops):
+        first = math.ceil((k * stop_s + driving_s) * fps)
+        last = math.floor((k + 1) * stop_s * fps) - 1
+        boarding = (k % half) < half // 2
+        if k % half == 0:
+            load = 0  # a new trip starts empty
+        best: tuple[int, int, int, int, int] | None = None  # gain, start, end, on, off
+        for s in range(first, last - 19, 5):
+            for e in range(s + 20, last + 1, 5):
+                on = off = edge = 0
+                end = e + round(tail_s * fps)  # counting stops here
+                for f, d in crossings:
+                    for loop in range(s // clip_frames - 1, e // clip_frames + 2):
+                        t = f + loop * clip_frames  # the crossing in this pass of the clip
+                        if s + lead <= t < end - lead // 2:
+                            on, off = on + (d == "in"), off + (d == "out")
+                        elif s <= t < end + 3:
+                            edge += 1  # half seen: may or may not be counted
+                if edge or load + on - off < 1:  # one to spare for a missed count
+                    continue
+                gain = on - 2 * off if boarding else off - 2 * on
+                if best is None or (gain, e - s) > (best[0], best[2] - best[1]):
+                    best = (gain, s, e, on, off)
+        if best is None:  # nothing clean: open briefly on an empty stretch
+            windows.append(((k * stop_s + driving_s), (k * stop_s + driving_s + 1.0)))
+            expected.append((0, 0))
+            continue
+        _, start, end, on, off = best
+        windows.append((round(start / fps, 2), round(end / fps, 2)))
+        expected.append((on, off))
+        load += on - off
+    return DoorPlan(windows, period, round(fps, 4), expected)
