@@ -53,7 +53,7 @@ from typing import Any
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from hub.store import TS, Store, metadata, pk, utc
+from hub.store import TS, Store, fetch_all, metadata, pk
 
 ROLES = ("admin", "wildlife", "transit", "counter")
 MIN_PASSWORD = 10
@@ -164,15 +164,8 @@ class Accounts:
             conn.execute(sessions.delete().where(sessions.c.token_hash == _digest(token)))
 
     def all(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(users.c.name, users.c.role, users.c.created).order_by(users.c.name)
-                )
-                .mappings()
-                .all()
-            )
-        return [dict(r) for r in rows]
+        q = sa.select(users.c.name, users.c.role, users.c.created).order_by(users.c.name)
+        return fetch_all(self.engine, q)
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -192,13 +185,7 @@ class Accounts:
             )
 
     def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(sa.select(audit).order_by(audit.c.pk.desc()).limit(limit))
-                .mappings()
-                .all()
-            )
-        return [{**dict(r), "at": utc(r["at"])} for r in rows]
+        return fetch_all(self.engine, audit.select().order_by(audit.c.pk.desc()).limit(limit))
 
 
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
