@@ -53,33 +53,30 @@ from typing import Any
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from hub.store import TS, Store, fetch_all, metadata, pk
+from hub.store import TS, Store, fetch_all, pk, table
 
 ROLES = ("admin", "wildlife", "transit", "counter")
 MIN_PASSWORD = 10
 SESSION_LIFETIME = timedelta(hours=12)
 
-users = sa.Table(
+users = table(
     "staff_users",
-    metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("password_hash", sa.String(300), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("created", TS, nullable=False),
 )
 
-sessions = sa.Table(
+sessions = table(
     "staff_sessions",
-    metadata,
     sa.Column("token_hash", sa.String(64), primary_key=True),
     sa.Column("user", sa.String(64), nullable=False, index=True),
     sa.Column("created", TS, nullable=False),
     sa.Column("address", sa.String(64), nullable=False, default=""),
 )
 
-audit = sa.Table(
+audit = table(
     "audit_log",
-    metadata,
     pk(),
     sa.Column("at", TS, nullable=False, index=True),
     sa.Column("user", sa.String(64), nullable=False),

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import SchemaItem
 
 from edge import contract
 
@@ -22,6 +23,12 @@ log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
 TS = sa.DateTime(timezone=True)
+
+
+def table(name: str, *columns: SchemaItem) -> sa.Table:
+    """A hub table, declared on the one ``metadata`` that ``Store.create`` and the migrations
+    use (the store's own, and those of accounts, alerts and the counter)."""
+    return sa.Table(name, metadata, *columns)
 
 
 def pk() -> sa.Column[int]:
@@ -34,9 +41,8 @@ def pk() -> sa.Column[int]:
     )
 
 
-devices = sa.Table(
+devices = table(
     "devices",
-    metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("role", sa.String(20)),
     sa.Column("location", sa.String(200), nullable=False, default=""),
@@ -53,9 +59,8 @@ devices = sa.Table(
     sa.Column("desired_at", TS),
 )
 
-events = sa.Table(
+events = table(
     "events",
-    metadata,
     pk(),
     sa.Column("device", sa.String(64), nullable=False),
     sa.Column("event_id", sa.String(32), nullable=False),
@@ -71,18 +76,16 @@ events = sa.Table(
     sa.Index("events_kind_created", "kind", "created"),
 )
 
-telemetry = sa.Table(
+telemetry = table(
     "telemetry",
-    metadata,
     pk(),
     sa.Column("device", sa.String(64), nullable=False, index=True),
     sa.Column("ts", TS, nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
 )
 
-replies = sa.Table(
+replies = table(
     "command_replies",
-    metadata,
     sa.Column("corr", sa.String(64), primary_key=True),
     sa.Column("device", sa.String(64), nullable=False, index=True),
     sa.Column("name", sa.String(32), nullable=False),
@@ -94,9 +97,8 @@ replies = sa.Table(
     sa.Column("error", sa.Text),
 )
 
-jobs = sa.Table(
+jobs = table(
     "job_status",
-    metadata,
     sa.Column("device", sa.String(64), primary_key=True),
     sa.Column("job_id", sa.String(64), primary_key=True),
     sa.Column("status", sa.String(16), nullable=False),
@@ -104,16 +106,14 @@ jobs = sa.Table(
     sa.Column("updated", TS, nullable=False),
 )
 
-rejects = sa.Table(
+rejects = table(
     "ingest_rejects",
-    metadata,
     sa.Column("reason", sa.String(64), primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
 )
 
-reject_log = sa.Table(
+reject_log = table(
     "ingest_reject_log",
-    metadata,
     pk(),
     sa.Column("at", TS, nullable=False),
     sa.Column("topic", sa.String(300), nullable=False),

@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.engine import Connection
 
 from edge import contract
 from hub.alerts import rules, text
@@ -120,11 +121,7 @@ class Alerts:
     def _ended(self, dev: str, end: contract.IncursionEndData) -> None:
         greatest = sa.func.max if self.engine.dialect.name == "sqlite" else sa.func.greatest
         with self.engine.begin() as conn:
-            troop = conn.execute(
-                sa.select(sightings.c.troop).where(
-                    sightings.c.device == dev, sightings.c.incursion == end.incursion
-                )
-            ).scalar()
+            troop = _troop_of(conn, dev, end.incursion)
             if troop:
                 conn.execute(
                     troops.update()
@@ -148,12 +145,7 @@ class Alerts:
                 contract.iso(seen),
             )
         with self.engine.begin() as conn:
-            seen_before = conn.execute(
-                sa.select(sightings.c.troop).where(
-                    sightings.c.device == dev, sightings.c.incursion == data.incursion
-                )
-            ).scalar()
-            if seen_before:
+            if _troop_of(conn, dev, data.incursion):
                 return  # the same message again
             candidates = conn.execute(
                 sa.select(troops)
@@ -363,3 +355,11 @@ class Alerts:
     def deliveries(self, troop: str) -> list[dict[str, Any]]:
         q = deliveries.select().where(deliveries.c.troop == troop).order_by(deliveries.c.pk)
         return fetch_all(self.engine, q)
+
+
+def _troop_of(conn: Connection, dev: str, incursion: str) -> str | None:
+    """The troop that camera ``dev``'s incursion joined, if it was seen before."""
+    q = sa.select(sightings.c.troop).where(
+        sightings.c.device == dev, sightings.c.incursion == incursion
+    )
+    return conn.execute(q).scalar()

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from hub.store import TS, metadata, pk
+from hub.store import TS, pk, table
 
-subscribers = sa.Table(
+subscribers = table(
     "alert_subscribers",
-    metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("cameras", sa.String(500), nullable=False, default="*"),
@@ -19,9 +18,8 @@ subscribers = sa.Table(
     sa.Column("duty", sa.Integer, nullable=False, default=0),
 )
 
-troops = sa.Table(
+troops = table(
     "troop_incursions",
-    metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("cameras", sa.JSON, nullable=False),  # device ids in the order they saw it
     sa.Column("started", TS, nullable=False),
@@ -35,17 +33,15 @@ troops = sa.Table(
     sa.Column("taken_at", TS),
 )
 
-sightings = sa.Table(
+sightings = table(
     "incursion_sightings",
-    metadata,
     sa.Column("device", sa.String(64), primary_key=True),
     sa.Column("incursion", sa.String(32), primary_key=True),
     sa.Column("troop", sa.String(32), nullable=False, index=True),
 )
 
-deliveries = sa.Table(
+deliveries = table(
     "alert_deliveries",
-    metadata,
     pk(),
     sa.Column("troop", sa.String(32), nullable=False, index=True),
     sa.Column("subscriber", sa.String(64), nullable=False),

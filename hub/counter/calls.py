@@ -14,11 +14,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.store import TS, Store, fetch_all, fetch_one, metadata
+from hub.store import TS, Store, fetch_all, fetch_one, table
 
-calls = sa.Table(
+calls = table(
     "counter_calls",
-    metadata,
     sa.Column("call", sa.String(32), primary_key=True),
     sa.Column("device", sa.String(64), nullable=False, index=True),
     sa.Column("rang", TS, nullable=False, index=True),
@@ -28,9 +27,8 @@ calls = sa.Table(
     sa.Column("reason", sa.String(32)),
 )
 
-stills = sa.Table(
+stills = table(
     "counter_stills",
-    metadata,
     sa.Column("still", sa.String(32), primary_key=True),
     sa.Column("call", sa.String(32), nullable=False, index=True),
     sa.Column("device", sa.String(64), nullable=False),
