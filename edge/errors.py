@@ -2,6 +2,7 @@
 
     MimamoriError
      ├── ConfigError (+ ValueError)     a device config file or twin patch is invalid
+     │                                  (hub.errors.HubConfigError subclasses it for hub.toml)
      └── OutboxError (+ RuntimeError)   the store-and-forward database cannot be used
 
 Wire-format problems raise ``edge.contract.ContractError`` (a ``ValueError``), which lives in

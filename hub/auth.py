@@ -53,33 +53,30 @@ from typing import Any
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from hub.store import TS, Store, metadata, pk, utc
+from hub.store import TS, Store, fetch_all, pk, table
 
 ROLES = ("admin", "wildlife", "transit", "counter")
 MIN_PASSWORD = 10
 SESSION_LIFETIME = timedelta(hours=12)
 
-users = sa.Table(
+users = table(
     "staff_users",
-    metadata,
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("password_hash", sa.String(300), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("created", TS, nullable=False),
 )
 
-sessions = sa.Table(
+sessions = table(
     "staff_sessions",
-    metadata,
     sa.Column("token_hash", sa.String(64), primary_key=True),
     sa.Column("user", sa.String(64), nullable=False, index=True),
     sa.Column("created", TS, nullable=False),
     sa.Column("address", sa.String(64), nullable=False, default=""),
 )
 
-audit = sa.Table(
+audit = table(
     "audit_log",
-    metadata,
     pk(),
     sa.Column("at", TS, nullable=False, index=True),
     sa.Column("user", sa.String(64), nullable=False),
@@ -164,15 +161,8 @@ class Accounts:
             conn.execute(sessions.delete().where(sessions.c.token_hash == _digest(token)))
 
     def all(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(users.c.name, users.c.role, users.c.created).order_by(users.c.name)
-                )
-                .mappings()
-                .all()
-            )
-        return [dict(r) for r in rows]
+        q = sa.select(users.c.name, users.c.role, users.c.created).order_by(users.c.name)
+        return fetch_all(self.engine, q)
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -192,13 +182,7 @@ class Accounts:
             )
 
     def audit_log(self, limit: int = 200) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(sa.select(audit).order_by(audit.c.pk.desc()).limit(limit))
-                .mappings()
-                .all()
-            )
-        return [{**dict(r), "at": utc(r["at"])} for r in rows]
+        return fetch_all(self.engine, audit.select().order_by(audit.c.pk.desc()).limit(limit))
 
 
 _DUMMY_HASH = generate_password_hash("not-a-real-password")

@@ -7,7 +7,7 @@ NOTHING``, so whichever hub process receives a redelivered event, it is stored o
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import SchemaItem
 
 from edge import contract
 
@@ -22,6 +23,12 @@ log = logging.getLogger(__name__)
 
 metadata = sa.MetaData()
 TS = sa.DateTime(timezone=True)
+
+
+def table(name: str, *columns: SchemaItem) -> sa.Table:
+    """A hub table, declared on the one ``metadata`` that ``Store.create`` and the migrations
+    use (the store's own, and those of accounts, alerts and the counter)."""
+    return sa.Table(name, metadata, *columns)
 
 
 def pk() -> sa.Column[int]:
@@ -34,9 +41,8 @@ def pk() -> sa.Column[int]:
     )
 
 
-devices = sa.Table(
+devices = table(
     "devices",
-    metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("role", sa.String(20)),
     sa.Column("location", sa.String(200), nullable=False, default=""),
@@ -53,9 +59,8 @@ devices = sa.Table(
     sa.Column("desired_at", TS),
 )
 
-events = sa.Table(
+events = table(
     "events",
-    metadata,
     pk(),
     sa.Column("device", sa.String(64), nullable=False),
     sa.Column("event_id", sa.String(32), nullable=False),
@@ -71,18 +76,16 @@ events = sa.Table(
     sa.Index("events_kind_created", "kind", "created"),
 )
 
-telemetry = sa.Table(
+telemetry = table(
     "telemetry",
-    metadata,
     pk(),
     sa.Column("device", sa.String(64), nullable=False, index=True),
     sa.Column("ts", TS, nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
 )
 
-replies = sa.Table(
+replies = table(
     "command_replies",
-    metadata,
     sa.Column("corr", sa.String(64), primary_key=True),
     sa.Column("device", sa.String(64), nullable=False, index=True),
     sa.Column("name", sa.String(32), nullable=False),
@@ -94,9 +97,8 @@ replies = sa.Table(
     sa.Column("error", sa.Text),
 )
 
-jobs = sa.Table(
+jobs = table(
     "job_status",
-    metadata,
     sa.Column("device", sa.String(64), primary_key=True),
     sa.Column("job_id", sa.String(64), primary_key=True),
     sa.Column("status", sa.String(16), nullable=False),
@@ -104,16 +106,14 @@ jobs = sa.Table(
     sa.Column("updated", TS, nullable=False),
 )
 
-rejects = sa.Table(
+rejects = table(
     "ingest_rejects",
-    metadata,
     sa.Column("reason", sa.String(64), primary_key=True),
     sa.Column("count", sa.BigInteger, nullable=False),
 )
 
-reject_log = sa.Table(
+reject_log = table(
     "ingest_reject_log",
-    metadata,
     pk(),
     sa.Column("at", TS, nullable=False),
     sa.Column("topic", sa.String(300), nullable=False),
@@ -130,6 +130,26 @@ def utc(ts: datetime | None) -> datetime | None:
     if ts is None:
         return None
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def with_utc(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A row as a dict, its datetimes in UTC."""
+    return {k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def fetch_all(engine: Engine, query: sa.Select[Any]) -> list[dict[str, Any]]:
+    """Every row ``query`` selects, as dicts with their datetimes in UTC.
+
+    The one way hub code reads rows (the store, accounts, alerts, the counter's records)."""
+    with engine.connect() as conn:
+        return [with_utc(r) for r in conn.execute(query).mappings()]
+
+
+def fetch_one(engine: Engine, query: sa.Select[Any]) -> dict[str, Any] | None:
+    """The first row ``query`` selects, as ``fetch_all`` gives it, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(query).mappings().first()
+    return with_utc(row) if row else None
 
 
 @dataclass(frozen=True)
@@ -340,14 +360,10 @@ class Store:
     # -- reading -------------------------------------------------------------------------
 
     def devices(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(devices).order_by(devices.c.id)).mappings().all()
-        return [with_utc(dict(r)) for r in rows]
+        return fetch_all(self.engine, sa.select(devices).order_by(devices.c.id))
 
     def device(self, dev: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(devices).where(devices.c.id == dev)).mappings().first()
-        return with_utc(dict(row)) if row else None
+        return fetch_one(self.engine, sa.select(devices).where(devices.c.id == dev))
 
     def events(
         self,
@@ -364,54 +380,28 @@ class Store:
             q = q.where(events.c.kind.in_(list(kinds)))
         if created is not None:
             q = q.where(events.c.created >= created[0], events.c.created < created[1])
-        with self.engine.connect() as conn:
-            return [with_utc(dict(r)) for r in conn.execute(q).mappings().all()]
+        return fetch_all(self.engine, q)
 
     def count_events(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
 
     def replies(self, dev: str, limit: int = 10) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(replies)
-                    .where(replies.c.device == dev)
-                    .order_by(replies.c.sent.desc())
-                    .limit(limit)
-                )
-                .mappings()
-                .all()
-            )
-        return [with_utc(dict(r)) for r in rows]
+        q = replies.select().where(replies.c.device == dev).order_by(replies.c.sent.desc())
+        return fetch_all(self.engine, q.limit(limit))
 
     def jobs(self, dev: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(jobs).where(jobs.c.device == dev).order_by(jobs.c.updated.desc())
-                )
-                .mappings()
-                .all()
-            )
-        return [with_utc(dict(r)) for r in rows]
+        q = jobs.select().where(jobs.c.device == dev).order_by(jobs.c.updated.desc())
+        return fetch_all(self.engine, q)
 
     def reject_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {reason: int(n) for reason, n in conn.execute(sa.select(rejects))}
 
     def recent_rejects(self, limit: int = 50) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(sa.select(reject_log).order_by(reject_log.c.pk.desc()).limit(limit))
-                .mappings()
-                .all()
-            )
-        return [with_utc(dict(r)) for r in rows]
-
-
-def with_utc(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
+        return fetch_all(
+            self.engine, reject_log.select().order_by(reject_log.c.pk.desc()).limit(limit)
+        )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:

@@ -14,11 +14,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.store import TS, Store, metadata
+from hub.store import TS, Store, fetch_all, fetch_one, table
 
-calls = sa.Table(
+calls = table(
     "counter_calls",
-    metadata,
     sa.Column("call", sa.String(32), primary_key=True),
     sa.Column("device", sa.String(64), nullable=False, index=True),
     sa.Column("rang", TS, nullable=False, index=True),
@@ -28,9 +27,8 @@ calls = sa.Table(
     sa.Column("reason", sa.String(32)),
 )
 
-stills = sa.Table(
+stills = table(
     "counter_stills",
-    metadata,
     sa.Column("still", sa.String(32), primary_key=True),
     sa.Column("call", sa.String(32), nullable=False, index=True),
     sa.Column("device", sa.String(64), nullable=False),
@@ -69,20 +67,15 @@ class CallBook:
         """The row of ``dev``'s call if a member of staff has claimed it and it is not over.
 
         This, never what a kiosk says, is who a call is connected to."""
-        with self.engine.connect() as conn:
-            row = (
-                conn.execute(
-                    sa.select(calls).where(
-                        calls.c.call == call,
-                        calls.c.device == dev,
-                        calls.c.staff.is_not(None),
-                        calls.c.ended.is_(None),
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        return {k: _utc(v) for k, v in row.items()} if row else None
+        return fetch_one(
+            self.engine,
+            calls.select().where(
+                calls.c.call == call,
+                calls.c.device == dev,
+                calls.c.staff.is_not(None),
+                calls.c.ended.is_(None),
+            ),
+        )
 
     def end(self, call: str, reason: str, dev: str | None = None) -> dict[str, Any] | None:
         """Mark the call over (once); return its row the first time, None after. With
@@ -94,24 +87,13 @@ class CallBook:
             done = conn.execute(
                 calls.update().where(*where).values(ended=datetime.now(UTC), reason=reason)
             )
-            if done.rowcount != 1:
-                return None
-            row = conn.execute(sa.select(calls).where(calls.c.call == call)).mappings().one()
-        return {k: _utc(v) for k, v in row.items()}
+        return self.get(call) if done.rowcount == 1 else None
 
     def get(self, call: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(calls).where(calls.c.call == call)).mappings().first()
-        return {k: _utc(v) for k, v in row.items()} if row else None
+        return fetch_one(self.engine, calls.select().where(calls.c.call == call))
 
     def recent(self, limit: int = 20) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(sa.select(calls).order_by(calls.c.rang.desc()).limit(limit))
-                .mappings()
-                .all()
-            )
-        return [{k: _utc(v) for k, v in r.items()} for r in rows]
+        return fetch_all(self.engine, calls.select().order_by(calls.c.rang.desc()).limit(limit))
 
     def save_still(
         self,
@@ -141,23 +123,10 @@ class CallBook:
 
     def saved(self, limit: int = 50) -> list[dict[str, Any]]:
         cols = [c for c in stills.c if c.name != "jpeg"]
-        with self.engine.connect() as conn:
-            rows = (
-                conn.execute(sa.select(*cols).order_by(stills.c.saved.desc()).limit(limit))
-                .mappings()
-                .all()
-            )
-        return [{k: _utc(v) for k, v in r.items()} for r in rows]
+        return fetch_all(self.engine, sa.select(*cols).order_by(stills.c.saved.desc()).limit(limit))
 
     def saved_jpeg(self, still: str) -> bytes | None:
         with self.engine.connect() as conn:
             return conn.execute(
                 sa.select(stills.c.jpeg).where(stills.c.still == still)
             ).scalar_one_or_none()
-
-
-def _utc(v: Any) -> Any:
-    """SQLite hands back naive datetimes; they are UTC."""
-    if isinstance(v, datetime) and v.tzinfo is None:
-        return v.replace(tzinfo=UTC)
-    return v

@@ -10,132 +10,154 @@ so a slow link or a slow browser lowers the frame rate instead of queueing stale
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, abort, g, jsonify, render_template, request
+from flask import Blueprint, Response, abort, g, jsonify, render_template, request
 
 from edge import contract
-from hub.counter.calls import CallBook
 from hub.counter.relay import CounterError, Relay
-from hub.ridership.web import Require
+from hub.pages.access import audit, parts, require
 
 #: how long a view or signal poll waits for something new
 POLL_S = 5.0
 
+bp = Blueprint("counter", __name__, url_prefix="/counter")
+staff = require("admin", "counter")
 
-def register(
-    app: Flask, relay: Relay, book: CallBook, require: Require, audit: Callable[..., None]
-) -> None:
-    staff = require("admin", "counter")
-    app.context_processor(lambda: {"has_counter": True})
 
-    def call_id(call: str) -> str:
-        if not re.fullmatch(contract.CALL_ID, call):
-            abort(404)
-        return call
+@bp.app_context_processor
+def has_counter() -> dict[str, bool]:
+    return {"has_counter": True}
 
-    def after() -> int:
-        text = request.args.get("after", "0")
-        if not text.lstrip("-").isdigit():
-            abort(400, "after: expected a frame number")
-        return int(text)
 
-    @app.errorhandler(CounterError)
-    def refused(e: CounterError) -> Any:
-        return jsonify({"error": str(e)}), 409
+def relay() -> Relay:
+    """The relay of the app serving this request (this blueprint is registered only with one)."""
+    r = parts().relay
+    assert r is not None
+    return r
 
-    @app.get("/counter")
-    @staff
-    def counter_page() -> str:
-        return render_template("counter.html", recent=book.recent(15), saved=book.saved(20))
 
-    @app.get("/counter/state.json")
-    @staff
-    def counter_state() -> Any:
-        return jsonify(relay.console(g.user))
+def call_id(call: str) -> str:
+    if not re.fullmatch(contract.CALL_ID, call):
+        abort(404)
+    return call
 
-    @app.post("/counter/calls/<call>/answer")
-    @staff
-    def counter_answer(call: str) -> Any:
-        live = relay.answer(call_id(call), g.user)
-        audit("counter.answer", live.dev, f"call {call}")
-        return jsonify({"ok": True})
 
-    @app.post("/counter/calls/<call>/end")
-    @staff
-    def counter_end(call: str) -> Any:
-        relay.end(call_id(call), g.user)
-        return jsonify({"ok": True})
+def after() -> int:
+    text = request.args.get("after", "0")
+    if not text.lstrip("-").isdigit():
+        abort(400, "after: expected a frame number")
+    return int(text)
 
-    @app.post("/counter/calls/<call>/capture")
-    @staff
-    def counter_capture(call: str) -> Any:
-        relay.capture(call_id(call), g.user)
-        return jsonify({"ok": True})
 
-    @app.post("/counter/calls/<call>/point")
-    @staff
-    def counter_point(call: str) -> Any:
-        body = request.get_json(silent=True) or {}
-        try:
-            x, y = float(body.get("x", 0.5)), float(body.get("y", 0.5))
-        except (TypeError, ValueError):
-            raise CounterError("point: x and y must be numbers between 0 and 1") from None
-        relay.point(call_id(call), g.user, str(body.get("mark")), x, y, str(body.get("on", "view")))
-        return jsonify({"ok": True})
+@bp.errorhandler(CounterError)
+def refused(e: CounterError) -> Any:
+    return jsonify({"error": str(e)}), 409
 
-    @app.get("/counter/calls/<call>/view/<name>")
-    @staff
-    def counter_view(call: str, name: str) -> Any:
-        f = relay.frame(call_id(call), g.user, name, after(), POLL_S)
-        if f is None:
-            return Response(status=204)
-        return Response(
-            f.jpeg,
-            mimetype="image/jpeg",
-            headers={
-                "X-Seq": str(f.seq),
-                "X-Captured": contract.iso(f.meta.ts),
-                "X-Quality": str(f.meta.q),
-                "Cache-Control": "no-store",
-            },
-        )
 
-    @app.post("/counter/calls/<call>/offer")
-    @staff
-    def counter_offer(call: str) -> Any:
-        sdp = (request.get_json(silent=True) or {}).get("sdp")
-        if not isinstance(sdp, str) or not sdp.startswith("v=0") or len(sdp) > 60_000:
-            return jsonify({"error": "sdp: expected a WebRTC session description"}), 400
-        relay.offer(call_id(call), g.user, sdp)
-        return jsonify({"ok": True})
+@bp.get("")
+@staff
+def page() -> str:
+    book = relay().book
+    return render_template("counter.html", recent=book.recent(15), saved=book.saved(20))
 
-    @app.get("/counter/calls/<call>/signal")
-    @staff
-    def counter_signal(call: str) -> Any:
-        return jsonify(relay.wait_signal(call_id(call), g.user, max(0, after()), POLL_S))
 
-    @app.get("/counter/calls/<call>/stills/<still>.jpg")
-    @staff
-    def counter_still(call: str, still: str) -> Any:
-        s = relay.still(call_id(call), g.user, still)
-        return Response(s.jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
+@bp.get("/state.json")
+@staff
+def state() -> Any:
+    return jsonify(relay().console(g.user))
 
-    @app.post("/counter/calls/<call>/stills/<still>/save")
-    @staff
-    def counter_save(call: str, still: str) -> Any:
-        reason = (request.get_json(silent=True) or {}).get("reason")
-        if not isinstance(reason, str):
-            return jsonify({"error": "reason: expected text"}), 400
-        relay.save_still(call_id(call), g.user, still, reason)
-        return jsonify({"ok": True})
 
-    @app.get("/counter/saved/<still>.jpg")
-    @staff
-    def counter_saved(still: str) -> Any:
-        jpeg = book.saved_jpeg(still)
-        if jpeg is None:
-            abort(404)
-        audit("counter.still_view", still)
-        return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
+@bp.post("/calls/<call>/answer")
+@staff
+def answer(call: str) -> Any:
+    live = relay().answer(call_id(call), g.user)
+    audit("counter.answer", live.dev, f"call {call}")
+    return jsonify({"ok": True})
+
+
+@bp.post("/calls/<call>/end")
+@staff
+def end(call: str) -> Any:
+    relay().end(call_id(call), g.user)
+    return jsonify({"ok": True})
+
+
+@bp.post("/calls/<call>/capture")
+@staff
+def capture(call: str) -> Any:
+    relay().capture(call_id(call), g.user)
+    return jsonify({"ok": True})
+
+
+@bp.post("/calls/<call>/point")
+@staff
+def point(call: str) -> Any:
+    body = request.get_json(silent=True) or {}
+    try:
+        x, y = float(body.get("x", 0.5)), float(body.get("y", 0.5))
+    except (TypeError, ValueError):
+        raise CounterError("point: x and y must be numbers between 0 and 1") from None
+    relay().point(call_id(call), g.user, str(body.get("mark")), x, y, str(body.get("on", "view")))
+    return jsonify({"ok": True})
+
+
+@bp.get("/calls/<call>/view/<name>")
+@staff
+def view(call: str, name: str) -> Any:
+    f = relay().frame(call_id(call), g.user, name, after(), POLL_S)
+    if f is None:
+        return Response(status=204)
+    return Response(
+        f.jpeg,
+        mimetype="image/jpeg",
+        headers={
+            "X-Seq": str(f.seq),
+            "X-Captured": contract.iso(f.meta.ts),
+            "X-Quality": str(f.meta.q),
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@bp.post("/calls/<call>/offer")
+@staff
+def offer(call: str) -> Any:
+    sdp = (request.get_json(silent=True) or {}).get("sdp")
+    if not isinstance(sdp, str) or not sdp.startswith("v=0") or len(sdp) > 60_000:
+        return jsonify({"error": "sdp: expected a WebRTC session description"}), 400
+    relay().offer(call_id(call), g.user, sdp)
+    return jsonify({"ok": True})
+
+
+@bp.get("/calls/<call>/signal")
+@staff
+def signal(call: str) -> Any:
+    return jsonify(relay().wait_signal(call_id(call), g.user, max(0, after()), POLL_S))
+
+
+@bp.get("/calls/<call>/stills/<still>.jpg")
+@staff
+def still_jpeg(call: str, still: str) -> Any:
+    s = relay().still(call_id(call), g.user, still)
+    return Response(s.jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/calls/<call>/stills/<still>/save")
+@staff
+def save_still(call: str, still: str) -> Any:
+    reason = (request.get_json(silent=True) or {}).get("reason")
+    if not isinstance(reason, str):
+        return jsonify({"error": "reason: expected text"}), 400
+    relay().save_still(call_id(call), g.user, still, reason)
+    return jsonify({"ok": True})
+
+
+@bp.get("/saved/<still>.jpg")
+@staff
+def saved_jpeg(still: str) -> Any:
+    jpeg = relay().book.saved_jpeg(still)
+    if jpeg is None:
+        abort(404)
+    audit("counter.still_view", still)
+    return Response(jpeg, mimetype="image/jpeg", headers={"Cache-Control": "no-store"})

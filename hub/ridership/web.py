@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
-from flask import Flask, Response, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
 
+from hub.pages.access import audit, parts, require
 from hub.ridership import data, export, report
-from hub.store import Store
-
-Require = Callable[..., Callable[[Callable[..., Any]], Callable[..., Any]]]
-
 
 #: the service dates the page and the exports accept
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
@@ -60,111 +56,120 @@ def parse_filter(args: Any, latest: date) -> report.Filter:
     )
 
 
-def register(app: Flask, store: Store, require: Require, audit: Callable[..., None]) -> None:
-    def latest_day() -> date:
-        rows = store.events(kinds=["ridership.stop_visit"], limit=1)
-        if rows:
-            try:
-                return date.fromisoformat(str(rows[0]["data"]["service_date"]))
-            except (KeyError, ValueError):
-                pass
-        return date.today()
+bp = Blueprint("ridership", __name__, url_prefix="/ridership")
+transit = require("admin", "transit")
 
-    def selected() -> tuple[report.Filter, data.Visits]:
-        f = parse_filter(request.args, latest_day())
-        return f, data.load(store, f.start, f.end)
 
-    @app.errorhandler(FilterError)
-    def bad_filter(e: FilterError) -> Any:
-        if request.endpoint != "ridership_page":
-            return Response(f"{e}\n", status=400, mimetype="text/plain")
-        flash(f"Not shown: {e}", "error")
-        return page(parse_filter({}, latest_day()), 400)
-
-    @app.get("/ridership")
-    @require("admin", "transit")
-    def ridership_page() -> Any:
-        return page(parse_filter(request.args, latest_day()))
-
-    @app.get("/ridership/label")
-    @require("admin", "transit")
-    def ridership_label() -> Any:
-        """Label crossings on a door clip (in the browser) to make a calibration truth file."""
-        return render_template("ridership_label.html")
-
-    def page(f: report.Filter, status: int = 200) -> Any:
-        visits = data.load(store, f.start, f.end)
-        # stops differ by route and direction: the page shows one pattern at a time
-        routes = sorted({t.route_id for t in visits.trips})
-        route = f.route_id if f.route_id in routes else next(iter(routes), None)
-        directions = sorted(
-            {
-                t.direction_id
-                for t in visits.trips
-                if t.route_id == route and t.direction_id is not None
-            }
-        )
-        direction = f.direction_id if f.direction_id in directions else next(iter(directions), None)
-        f = replace(f, route_id=route, direction_id=direction)
-        rep = report.build(report.select(visits.trips, f))
-        return render_template(
-            "ridership.html",
-            f=f,
-            rep=rep,
-            routes=routes,
-            untagged=visits.untagged,
-            factors=data.get_factors(store),
-            vehicles=sorted({t.vehicle for t in visits.trips}),
-            DAY_TYPES=report.DAY_TYPES,
-            BANDS=report.BANDS,
-            peak=max([s.p95_load for s in rep.stops] + [1]),
-            busiest=max([max(s.on, s.off) for s in rep.stops] + [1]),
-            od_max=float(rep.od.max()) if rep.od.size else 0.0,
-        ), status
-
-    def download(body: str | bytes, mimetype: str, name: str) -> Response:
-        return Response(
-            body,
-            mimetype=mimetype,
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
-
-    @app.get("/ridership/visits.csv")
-    @require("admin", "transit")
-    def ridership_csv() -> Response:
-        f, visits = selected()
-        # BOM: Excel then reads the UTF-8 stop names right
-        body = "\ufeff" + export.visits_csv(report.select(visits.trips, f))
-        return download(body, "text/csv", f"ridership-{f.start}-{f.end}.csv")
-
-    @app.get("/ridership/gtfs-ride.zip")
-    @require("admin", "transit")
-    def ridership_gtfs_ride() -> Response:
-        f, visits = selected()
-        body = export.gtfs_ride(report.select(visits.trips, f), f)
-        return download(body, "application/zip", f"gtfs-ride-{f.start}-{f.end}.zip")
-
-    @app.post("/ridership/factors")
-    @require("admin", "transit")
-    def ridership_factors() -> Any:
-        form = request.form
-        back = redirect(url_for("ridership_page") + "#factors")
+def latest_day() -> date:
+    rows = parts().store.events(kinds=["ridership.stop_visit"], limit=1)
+    if rows:
         try:
-            board, alight = float(form.get("board", "")), float(form.get("alight", ""))
-        except ValueError:
-            flash("Factors not saved: the factors must be numbers, e.g. 1.05", "error")
-            return back
-        try:
-            data.set_factors(
-                store, form.get("vehicle", ""), board, alight, form.get("note", ""), g.user
-            )
-        except ValueError as e:
-            flash(f"Factors not saved: {e}", "error")
-            return back
-        audit(
-            "ridership.factors",
-            form["vehicle"],
-            f"on ×{board:g}, off ×{alight:g}: {form.get('note', '')}",
-        )
-        flash(f"Correction factors for {form['vehicle']} saved; every report uses them now.", "ok")
+            return date.fromisoformat(str(rows[0]["data"]["service_date"]))
+        except (KeyError, ValueError):
+            pass
+    return date.today()
+
+
+def selected() -> tuple[report.Filter, data.Visits]:
+    f = parse_filter(request.args, latest_day())
+    return f, data.load(parts().store, f.start, f.end)
+
+
+@bp.errorhandler(FilterError)
+def bad_filter(e: FilterError) -> Any:
+    if request.endpoint != "ridership.page":
+        return Response(f"{e}\n", status=400, mimetype="text/plain")
+    flash(f"Not shown: {e}", "error")
+    return page_for(parse_filter({}, latest_day()), 400)
+
+
+@bp.get("")
+@transit
+def page() -> Any:
+    return page_for(parse_filter(request.args, latest_day()))
+
+
+@bp.get("/label")
+@transit
+def label() -> Any:
+    """Label crossings on a door clip (in the browser) to make a calibration truth file."""
+    return render_template("ridership_label.html")
+
+
+def page_for(f: report.Filter, status: int = 200) -> Any:
+    store = parts().store
+    visits = data.load(store, f.start, f.end)
+    # stops differ by route and direction: the page shows one pattern at a time
+    routes = sorted({t.route_id for t in visits.trips})
+    route = f.route_id if f.route_id in routes else next(iter(routes), None)
+    directions = sorted(
+        {t.direction_id for t in visits.trips if t.route_id == route and t.direction_id is not None}
+    )
+    direction = f.direction_id if f.direction_id in directions else next(iter(directions), None)
+    f = replace(f, route_id=route, direction_id=direction)
+    rep = report.build(report.select(visits.trips, f))
+    return render_template(
+        "ridership.html",
+        f=f,
+        rep=rep,
+        routes=routes,
+        untagged=visits.untagged,
+        factors=data.get_factors(store),
+        vehicles=sorted({t.vehicle for t in visits.trips}),
+        DAY_TYPES=report.DAY_TYPES,
+        BANDS=report.BANDS,
+        peak=max([s.p95_load for s in rep.stops] + [1]),
+        busiest=max([max(s.on, s.off) for s in rep.stops] + [1]),
+        od_max=float(rep.od.max()) if rep.od.size else 0.0,
+    ), status
+
+
+def download(body: str | bytes, mimetype: str, name: str) -> Response:
+    return Response(
+        body,
+        mimetype=mimetype,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@bp.get("/visits.csv")
+@transit
+def csv() -> Response:
+    f, visits = selected()
+    # BOM: Excel then reads the UTF-8 stop names right
+    body = "\ufeff" + export.visits_csv(report.select(visits.trips, f))
+    return download(body, "text/csv", f"ridership-{f.start}-{f.end}.csv")
+
+
+@bp.get("/gtfs-ride.zip")
+@transit
+def gtfs_ride() -> Response:
+    f, visits = selected()
+    body = export.gtfs_ride(report.select(visits.trips, f), f)
+    return download(body, "application/zip", f"gtfs-ride-{f.start}-{f.end}.zip")
+
+
+@bp.post("/factors")
+@transit
+def factors() -> Any:
+    form = request.form
+    back = redirect(url_for("ridership.page") + "#factors")
+    try:
+        board, alight = float(form.get("board", "")), float(form.get("alight", ""))
+    except ValueError:
+        flash("Factors not saved: the factors must be numbers, e.g. 1.05", "error")
         return back
+    try:
+        data.set_factors(
+            parts().store, form.get("vehicle", ""), board, alight, form.get("note", ""), g.user
+        )
+    except ValueError as e:
+        flash(f"Factors not saved: {e}", "error")
+        return back
+    audit(
+        "ridership.factors",
+        form["vehicle"],
+        f"on ×{board:g}, off ×{alight:g}: {form.get('note', '')}",
+    )
+    flash(f"Correction factors for {form['vehicle']} saved; every report uses them now.", "ok")
+    return back

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from hub.auth import Accounts, AuthError, Throttle, sessions
 from hub.cli import Hub
-from hub.web import local_next
+from hub.pages.session import local_next
 from provisioning.fleet import Fleet
 from tests.hub.conftest import PASSWORD, Staff, staff_client
 

@@ -10,7 +10,7 @@ from edge import contract
 from edge.service import Service
 from hub.cli import Hub
 from hub.clock import ago
-from hub.web import parse_desired
+from hub.pages.commands import parse_desired
 from provisioning.fleet import Fleet
 from tests.conftest import add_device
 from tests.hub.conftest import Staff

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from edge import contract
 from edge.contract import Priority
 from edge.service import Service
-from hub.alerts import sightings, troops
+from hub.alerts.tables import sightings, troops
 from hub.cli import Hub
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from edge import contract
-from hub.alerts import MAX_TROOP_SPAN, Alerts
+from hub.alerts import Alerts
+from hub.alerts.rules import MAX_TROOP_SPAN
 from hub.store import Message, Store
 from tests.conftest import free_port
 from tests.mqtt_probe import wait_until

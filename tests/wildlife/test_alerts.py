@@ -190,7 +190,7 @@ def test_escalation_to_the_duty_roster_and_the_line_budget(
 
     import sqlalchemy as sa
 
-    from hub.alerts import deliveries
+    from hub.alerts.tables import deliveries
 
     hook_port, posts = webhook
     hub.alerts.retry_delays = ()  # one attempt each: the LINE rows below are counted

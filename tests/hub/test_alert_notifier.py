@@ -1,0 +1,73 @@
+"""The notifier seam: the real Alerts on a real store, sending through a notifier that keeps
+what it was given, and the real Apprise notifier against a real local webhook (the webhook
+and the incursion message are those of the alert attack tests)."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from edge import contract
+from hub.alerts import Alerts
+from hub.alerts.notify import AppriseNotifier
+from hub.store import Store
+from tests.conftest import free_port
+from tests.security.test_alert_attacks import JPEG as SNAPSHOT
+from tests.security.test_alert_attacks import Webhook, incursion
+
+JPEG = base64.b64decode(SNAPSHOT)
+
+
+class Kept:
+    """A notifier that delivers into a list."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str, bytes | None]] = []
+
+    def accepts(self, url: str) -> bool:
+        return "://" in url
+
+    def send(self, url: str, title: str, body: str, snapshot: bytes | None) -> bool:
+        self.sent.append((url, title, body, snapshot))
+        return True
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'hub.db'}").create()
+
+
+def test_alerts_send_through_the_notifier_they_are_given(store: Store) -> None:
+    kept = Kept()
+    alerts = Alerts(store, public_url="http://hub/", secret=b"s" * 32, notifier=kept)
+    with pytest.raises(ValueError, match="not one Apprise understands"):
+        alerts.add_subscriber("nobody", "no url")
+    alerts.add_subscriber("mail", "mailto://farmer@example.org")
+    alerts.add_subscriber("line", "line://token/U1")
+    alerts.handle(incursion("field-01", contract.utcnow()), datetime.now(UTC))
+    alerts.close()
+    by_url = {url: (title, body, snap) for url, title, body, snap in kept.sent}
+    title, body, snap = by_url["mailto://farmer@example.org"]
+    assert title == "Monkeys / サル出没" and snap == JPEG
+    assert "monkeys at field-01" in body and "I'm on it: http://hub/alerts/take/" in body
+    title, body, snap = by_url["line://token/U1"]
+    assert title == "サル出没" and snap is None and "\n" not in body and "Score" not in body
+    troop = alerts.recent()[0]["id"]
+    assert alerts.told(troop) == {"mail": True, "line": True}
+
+
+def test_apprise_notifier_delivers_text_and_snapshot() -> None:
+    hook = Webhook()
+    url, posts = hook.url, hook.posts
+    notifier = AppriseNotifier()
+    assert notifier.accepts(url) and not notifier.accepts("no url")
+    assert notifier.send(url, "Monkeys", "at field-01", JPEG)
+    (post,) = posts
+    assert post["title"] == "Monkeys" and post["message"] == "at field-01"
+    assert base64.b64decode(post["attachments"][0]["base64"]) == JPEG
+    down = f"json://127.0.0.1:{free_port()}/hook"
+    assert notifier.send(down, "Monkeys", "nobody listens", None) is False
+    hook.server.shutdown()
