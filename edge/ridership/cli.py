@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     count.set_defaults(func=_count)
     # "--line -4,300,640,300" is a value, not an option: argparse only knows plain negative
     # numbers (it reads "-4,300,..." as an unknown option and says "expected one argument")
-    count._negative_number_matcher = NUMBERS  # type: ignore[attr-defined]
+    count._negative_number_matcher = NUMBERS
     cal = rsub.add_parser(
         "calibrate",
         help="choose a door's counter settings from a labelled clip",
@@ -102,7 +102,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cal.add_argument("--source", default="picamera", help="camera source for the block")
     cal.add_argument("--window", type=int, default=100, help="frames per scoring window")
     cal.set_defaults(func=_calibrate)
-    cal._negative_number_matcher = NUMBERS  # type: ignore[attr-defined]
+    cal._negative_number_matcher = NUMBERS
 
 
 def _count(args: argparse.Namespace) -> int:
