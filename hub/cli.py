@@ -19,6 +19,7 @@ from typing import Any
 import sdnotify
 from flask import Flask
 
+from hub import clock
 from hub.alerts import Alerts
 from hub.auth import ROLES, Accounts
 from hub.config import EXIT_BAD_CONFIG, HubConfig, load_hub_config
@@ -148,6 +149,7 @@ def secret_key(path: Path) -> bytes:
 
 def build(config: Path) -> Hub:
     cfg = load_hub_config(config)
+    clock.set_zone(cfg.site.timezone)
     store = Store(cfg.store.url).create()
     roster = Roster(cfg.fleet.roster_file)
     ingest = Ingest(cfg, store, roster)

@@ -4,10 +4,22 @@ everywhere. Exports keep ISO 8601 with the offset (they do not use this module).
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
-from hub.config import LOCAL
+_zone = ZoneInfo("Asia/Tokyo")
+
+
+def zone() -> ZoneInfo:
+    """The town's time zone (``[site] timezone`` in hub.toml; Asia/Tokyo until set)."""
+    return _zone
+
+
+def set_zone(name: str) -> None:
+    """Called once when the hub starts, from its validated config."""
+    global _zone
+    _zone = ZoneInfo(name)
 
 
 def ago(ts: datetime | None, now: datetime | None = None) -> str:
@@ -37,7 +49,7 @@ def local(ts: datetime | str) -> datetime:
     value = datetime.fromisoformat(ts) if isinstance(ts, str) else ts
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(LOCAL)
+    return value.astimezone(_zone)
 
 
 def when(ts: datetime | str | None, now: datetime | None = None) -> Markup:
@@ -47,7 +59,7 @@ def when(ts: datetime | str | None, now: datetime | None = None) -> Markup:
         return Markup("never")
     at = local(ts)
     now = now or datetime.now(UTC)
-    today = now.astimezone(LOCAL).date()
+    today = now.astimezone(_zone).date()
     shown = at.strftime("%H:%M") if at.date() == today else at.strftime("%m-%d %H:%M")
     if at.year != today.year:
         shown = at.strftime("%Y-%m-%d %H:%M")

@@ -5,17 +5,14 @@ from __future__ import annotations
 import ssl
 import tomllib
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge.contract import format_validation
 from hub.errors import HubConfigError
-
-#: the town's time zone: staff pages, quiet hours, service days and time bands use it
-LOCAL = ZoneInfo("Asia/Tokyo")
 
 #: exit status of the hub started with a bad config (as for devices: sysexits EX_CONFIG)
 EXIT_BAD_CONFIG = 78
@@ -108,7 +105,27 @@ class AlertsSection(Section):
     )
 
 
+class SiteSection(Section):
+    timezone: str = Field(
+        "Asia/Tokyo",
+        description="the town's time zone (IANA name): staff pages show local time in it, and "
+        "quiet hours, service days and time bands follow it; exports keep ISO 8601 with offset",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r}; expected an IANA name such as Asia/Tokyo"
+            ) from None
+        return name
+
+
 class HubConfig(Section):
+    site: SiteSection = Field(default_factory=SiteSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
     fleet: FleetSection = Field(default_factory=FleetSection)
     store: StoreSection = Field(default_factory=StoreSection)

@@ -24,8 +24,7 @@ from werkzeug.wrappers import Response
 
 from hub.alerts import Alerts
 from hub.auth import SESSION_LIFETIME, Accounts, Throttle
-from hub.clock import ago, duration, local, when
-from hub.config import LOCAL
+from hub.clock import ago, duration, local, when, zone
 from hub.counter import web as counter
 from hub.counter.relay import Relay
 from hub.events import sentence
@@ -98,7 +97,7 @@ def create_app(
     app.after_request(security_headers)
     app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(
-        ROLE_LABELS=fleet.ROLE_LABELS, COMMANDS=commands.COMMANDS, TZ=str(LOCAL)
+        ROLE_LABELS=fleet.ROLE_LABELS, COMMANDS=commands.COMMANDS, TZ=str(zone())
     )
     for bp in (session.bp, fleet.bp, commands.bp, alerts_pages.bp, ingest_pages.bp, api.bp):
         app.register_blueprint(bp)

@@ -111,6 +111,7 @@ class Fleet:
         fleet._issue_client(HUB_USER, hub_dir, "hub", fleet.hub_ca)
         fleet._issue_client(ADMIN_USER, root / "admin", "admin", fleet.hub_ca)
         hub_toml = {
+            "site": {"timezone": "Asia/Tokyo"},
             "mqtt": {
                 "host": "127.0.0.1",
                 "port": broker["hub_port"],

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from hub.config import LOCAL
-
+#: LINE counts its monthly message budget by the calendar month in Japan time
+LINE_ZONE = ZoneInfo("Asia/Tokyo")
 MERGE_WINDOW = timedelta(minutes=5)
 #: a troop stops taking in new cameras this long after it began: a new alert goes out
 MAX_TROOP_SPAN = timedelta(hours=1)
@@ -83,7 +84,7 @@ def is_line(url: str) -> bool:
 
 def month_start(now: datetime) -> datetime:
     """The start of ``now``'s calendar month in Japan time, in UTC: LINE counts by it."""
-    local = now.astimezone(LOCAL)
+    local = now.astimezone(LINE_ZONE)
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
 
 

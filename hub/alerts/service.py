@@ -26,7 +26,7 @@ from edge import contract
 from hub.alerts import rules, text
 from hub.alerts.notify import AppriseNotifier, Notifier
 from hub.alerts.tables import deliveries, sightings, subscribers, troops
-from hub.config import LOCAL
+from hub.clock import zone
 from hub.store import Message, Store, fetch_all, fetch_one, utc
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class Alerts:
         self, cameras: list[str], now: datetime, duty: int | None = 0
     ) -> list[dict[str, Any]]:
         """Who follows these cameras and is not in quiet hours; ``duty`` None = any step."""
-        hour = now.astimezone(LOCAL).hour
+        hour = now.astimezone(zone()).hour
         return [
             r
             for r in fetch_all(self.engine, subscribers.select())

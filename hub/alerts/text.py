@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from hub.config import LOCAL
+from hub.clock import zone
 
 ALERT_TITLE = "Monkeys / サル出没"
 #: LINE carries a short text only: a short title too
@@ -14,7 +14,7 @@ TAKEN_TITLE = "Monkeys: someone is going / 対応中"
 
 
 def hhmm(ts: datetime) -> str:
-    return ts.astimezone(LOCAL).strftime("%H:%M")
+    return ts.astimezone(zone()).strftime("%H:%M")
 
 
 def alert_text(

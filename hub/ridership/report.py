@@ -2,7 +2,7 @@
 
 Filters follow how service is planned: a route and direction, a date range, a day type
 (weekday, Saturday, Sunday) and a time band by the trip's start (early, AM peak 07–09,
-midday 09–16, PM peak 16–19, evening). Times are local (``LOCAL``).
+midday 09–16, PM peak 16–19, evening). Times are local (``hub.clock.zone()``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 import numpy as np
 
-from hub.config import LOCAL
+from hub.clock import zone
 from hub.ridership.od import ipf
 from hub.ridership.trips import Trip
 
@@ -44,7 +44,7 @@ class Filter:
 
 
 def local_time(iso: str) -> datetime:
-    return datetime.fromisoformat(iso).astimezone(LOCAL)
+    return datetime.fromisoformat(iso).astimezone(zone())
 
 
 def day_type(day: str) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from edge import contract
+from hub.clock import zone
 from hub.ridership import data, export, report
 from hub.ridership.od import ipf
 from hub.ridership.trips import StopCount, Trip, clean
@@ -90,7 +91,7 @@ def visit(
     trip: str, seq: int, on: int, off: int, hhmm: str, *, direction: int = 0, vehicle: str = "bus-1"
 ) -> dict[str, Any]:
     h, m = (int(x) for x in hhmm.split(":"))
-    arrival = datetime(DAY.year, DAY.month, DAY.day, h, m, tzinfo=report.LOCAL)
+    arrival = datetime(DAY.year, DAY.month, DAY.day, h, m, tzinfo=zone())
     return {
         "visit": uuid.uuid4().hex, "vehicle": vehicle, "service_date": DAY.isoformat(),
         "route_id": "R1", "trip_id": trip, "direction_id": direction, "stop_id": f"S{seq}",

@@ -15,7 +15,7 @@ import pytest
 
 from edge import contract
 from hub.cli import Hub
-from hub.config import LOCAL
+from hub.clock import zone
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
 from tests.kiosk.conftest import web_hub  # noqa: F401  (the hub with its pages served)
@@ -33,7 +33,7 @@ FORMULAS = {
 
 
 def visit(seq: int, on: int, off: int, at: str, **over: Any) -> dict[str, Any]:
-    arrival = datetime.combine(DAY, datetime.strptime(at, "%H:%M").time(), tzinfo=LOCAL)
+    arrival = datetime.combine(DAY, datetime.strptime(at, "%H:%M").time(), tzinfo=zone())
     v = {
         "visit": uuid.uuid4().hex, "vehicle": "bus-01", "service_date": DAY.isoformat(),
         "route_id": "R1", "trip_id": "T0730", "direction_id": 0, "stop_id": f"S{seq}",
