@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.app import App
 from edge.config import EXIT_BAD_CONFIG, load_config
 from edge.service import Service
 from provisioning.fleet import Fleet
@@ -109,7 +110,7 @@ def test_watchdog_pings_stop_when_the_main_loop_hangs(
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
     hang, release = threading.Event(), threading.Event()
 
-    class HangingApp:
+    class HangingApp(App):
         def step(self, now: float) -> None:
             if hang.is_set():
                 release.wait(30)  # a stuck camera read or model call

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge import contract
+from edge.app import App, Emitter
 from edge.config import DeviceConfig, load_config
-from edge.service import Emitter, Service
+from edge.service import Service
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device
@@ -25,7 +26,7 @@ class Started:
     threads: list[str] = field(default_factory=list)
 
 
-class QuietApp:
+class QuietApp(App):
     def step(self, now: float) -> None:
         pass
 
