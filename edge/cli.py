@@ -1,7 +1,8 @@
 """The `mimamori` command: one entry point, each package adds its own subcommands.
 
-Each command module exposes ``register(subparsers)``, which adds its parsers and sets
-``func`` (called with the parsed args, returns the exit status). Modules are imported only
+Each command module exposes ``register(subparsers)``, which adds its parsers (a command
+with several actions through ``command_group``) and sets ``func`` (called with the parsed
+args, returns the exit status). Modules are imported only
 when the command line needs them, so `mimamori check-config` never imports the hub.
 """
 
@@ -43,6 +44,20 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         seen.add(module)
         importlib.import_module(module).register(sub)
     return parser
+
+
+Actions = argparse._SubParsersAction  # what add_subparsers() returns
+
+
+def command_group(
+    sub: Actions[argparse.ArgumentParser], name: str, *, help: str, description: str
+) -> Actions[argparse.ArgumentParser]:
+    """Add a command whose work is one of several actions (``mimamori wildlife scan``);
+    returns the actions' subparsers. An action is required: the bare command prints usage."""
+    parser = sub.add_parser(name, help=help, description=description)
+    actions = parser.add_subparsers(dest=f"{name}_command", metavar="ACTION")
+    actions.required = True
+    return actions
 
 
 def setup_logging(verbose: int) -> None:

@@ -9,15 +9,15 @@ identity and broker settings may not.
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edge import contract
 from edge.camera import is_file_source
 from edge.errors import ConfigError
+from edge.tomlfile import load_toml, validate
 
 #: exit status of a service started with a bad config (sysexits EX_CONFIG); units list it in
 #: RestartPreventExitStatus= so systemd does not restart-loop on it
@@ -331,30 +331,14 @@ class DeviceConfig(Section):
 REMOTE_SECTIONS = frozenset({"telemetry", "outbox", "sim", "wildlife", "ridership", "kiosk"})
 
 
-def _problems(err: ValidationError) -> list[str]:
-    return contract.format_validation(err).split("; ")
-
-
 def parse_config(data: dict[str, Any], source: str = "config") -> DeviceConfig:
-    try:
-        return DeviceConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(source, _problems(e)) from None
+    return validate(DeviceConfig, data, source, ConfigError)
 
 
 def load_config(path: Path | str) -> DeviceConfig:
     """Read and validate a device TOML file; relative paths inside resolve from its folder."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(str(path), ["file not found"]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(str(path), [f"cannot read: {e}"]) from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(str(path), [f"not valid TOML: {e}"]) from None
-    cfg = parse_config(data, str(path))
-    return _resolve_paths(cfg, path.parent)
+    return _resolve_paths(load_toml(path, DeviceConfig, ConfigError), path.parent)
 
 
 def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:

@@ -4,7 +4,8 @@ Each event gets a unique ``id`` and a persisted, monotonic ``seq`` (SQLite AUTOI
 never reuses a value, even after rows are deleted). A row leaves the outbox only when the
 broker has acknowledged it (PUBACK). The database runs in WAL mode with ``synchronous=FULL``
 so an acknowledged write survives a power cut. Under the size cap, low-priority rows go first,
-then normal ones; alarms are never dropped.
+then normal ones; alarms are never dropped. The decisions themselves (validation, what to
+drop, when to hold an alarm in memory) are pure functions in ``edge.outbox_rules``.
 """
 
 from __future__ import annotations
@@ -23,14 +24,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge import contract
+from edge import contract, outbox_rules
 from edge.contract import Priority
 from edge.errors import OutboxError
 
 log = logging.getLogger(__name__)
 
-#: alarms kept in memory while the disk is full (lost only if the power goes too)
-MAX_HELD = 10_000
 #: rows whose recording time is remembered on the monotonic clock (older ones: wall clock)
 MAX_AGES = 20_000
 #: below this much free space the outbox stops growing: it makes room by dropping its
@@ -149,30 +148,23 @@ class Outbox:
         not enough, an alarm is held in memory until space returns and anything else is
         dropped and counted (``seq`` 0 in the returned row). The app never sees an error.
         """
-        contract.event("x", kind)  # validates the kind's shape
-        schema = contract.EVENT_DATA.get(kind)
-        if schema is None:
-            raise contract.ContractError(f"event kind {kind!r} is not in the contract")
-        schema.model_validate(data)
+        text, size = outbox_rules.encode(kind, data)
         created = self.wall()
         event_id = uuid.uuid4().hex
-        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-        size = len(text) + 128
         values = (event_id, kind, int(prio), contract.iso(created), int(offline), text, size)
         with self._lock:
-            free = self._free()
-            if free < self.min_free_bytes or (self.disk_full and free < 4 * self.min_free_bytes):
-                if not self._low_space(prio):
-                    self.full_dropped += 1  # no room left for this priority
-                    return Row(0, event_id, kind, prio, created, offline, data)
-            elif self.disk_full:  # four times the reserve free again: back to normal
+            room = outbox_rules.space(self._free(), self.min_free_bytes, self.disk_full)
+            if room == "low" and not self._low_space(prio):
+                self.full_dropped += 1  # no room left for this priority
+                return Row(0, event_id, kind, prio, created, offline, data)
+            if room == "back":
                 self.disk_full = False
                 self._db.execute("PRAGMA wal_autocheckpoint=256")
                 log.warning("outbox %s: disk space is back; storing events again", self.path)
             self._flush_held()
             seq = self._insert(values)
             if seq is None:
-                if prio >= Priority.ALARM and len(self._held) < MAX_HELD:
+                if outbox_rules.when_refused(prio, len(self._held)) == "hold":
                     self._held.append(values)
                 else:
                     self.full_dropped += 1
@@ -239,14 +231,14 @@ class Outbox:
             )
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            if self._spare_pages() < 8:
-                for lower in (p for p in (Priority.LOW, Priority.NORMAL) if p < prio):
+            if self._spare_pages() < outbox_rules.MAKE_ROOM_PAGES:
+                for lower in outbox_rules.droppable(prio):
                     if self._drop_oldest(lower, 64):
                         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                         break
         except sqlite3.Error as e:
             log.debug("making room failed: %s", e)
-        return prio >= Priority.ALARM or self._spare_pages() >= 4
+        return outbox_rules.may_store_on_low_space(prio, self._spare_pages())
 
     def _spare_pages(self) -> int:
         """Pages inside the database file that new rows can reuse without growing it."""
@@ -277,7 +269,7 @@ class Outbox:
     def _enforce_cap(self) -> None:
         """Drop the oldest rows of the lowest priority until under the cap (lock held)."""
         dropped = 0
-        for prio in (Priority.LOW, Priority.NORMAL):
+        for prio in outbox_rules.droppable(Priority.ALARM):
             while self._bytes > self.max_bytes:
                 rows = self._db.execute(
                     "SELECT seq, size FROM outbox WHERE prio = ? ORDER BY seq LIMIT 256",
@@ -285,15 +277,10 @@ class Outbox:
                 ).fetchall()
                 if not rows:
                     break
-                excess, cut, freed = self._bytes - self.max_bytes, [], 0
-                for seq, size in rows:
-                    cut.append((seq,))
-                    freed += size
-                    if freed >= excess:
-                        break
-                self._db.executemany("DELETE FROM outbox WHERE seq = ?", cut)
+                seqs, freed = outbox_rules.cut(rows, self._bytes - self.max_bytes)
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(q,) for q in seqs])
                 self._bytes -= freed
-                dropped += len(cut)
+                dropped += len(seqs)
         if dropped:
             self._db.execute(
                 "INSERT INTO counters VALUES ('dropped', ?) "

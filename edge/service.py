@@ -1,7 +1,8 @@
-"""The device service: config + outbox + link + the role's app, wired in one ``build``.
+"""The device service: config + outbox + link + the role's app, driven from one loop.
 
-An app receives an ``Emitter`` (the one way to record an event) and is driven by
-``step()`` calls from the service loop; it never touches MQTT or the outbox itself.
+The app is found by role in ``edge.apps`` (never imported here) and driven through the
+``edge.app.App`` interface: ``step()`` from the loop, its commands added to the link's, its
+``telemetry()`` in every ``tele``. Starting and restarting it happen on this loop only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -24,94 +25,21 @@ from typing import Any, BinaryIO, Protocol
 import sdnotify
 
 from edge import contract, health, updates
+from edge.app import App, Emitter, Telemetry
+from edge.apps import APP_SECTIONS, create_app
 from edge.camera import CameraError
 from edge.config import DeviceConfig, apply_patch, remote_view
-from edge.contract import Priority
 from edge.errors import MimamoriError
 from edge.link import Link
-from edge.outbox import Outbox, Row
+from edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 SW_VERSION = "0.1.0"
-#: config sections that belong to an app: a change restarts it with the new config
-APP_SECTIONS = ("sim", "wildlife", "ridership", "kiosk")
 
 
-class Emitter:
-    """Records app events durably in the outbox and wakes the link to send them."""
-
-    def __init__(self, outbox: Outbox, link: Link) -> None:
-        self._outbox, self._link = outbox, link
-
-    def __call__(self, kind: str, data: dict[str, Any], prio: Priority = Priority.NORMAL) -> Row:
-        row = self._outbox.put(kind, data, prio=prio, offline=not self.ready)
-        self._link.wake()
-        return row
-
-    @property
-    def ready(self) -> bool:
-        """Connected and the hub is online: live data (a call) can reach city hall now."""
-        return self._link.connected and self._link.hub_online
-
-    @property
-    def sessions(self) -> int:
-        """Connections made so far; a change means retained live state must be sent again."""
-        return self._link.stats.connects
-
-    def live(
-        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False, meta: str = ""
-    ) -> bool:
-        """Send now or never (call state, video frames): never queued in the outbox."""
-        return self._link.publish_live(topic, payload, qos=qos, retain=retain, meta=meta)
-
-
-class App(Protocol):
-    """What the service drives: ``step`` is called about every 100 ms."""
-
-    def step(self, now: float) -> None: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass
-class SimApp:
-    """A stand-in app for demos: records a ``device.notice`` every few seconds."""
-
-    emit: Emitter
-    interval_s: float
-    _next: float = 0.0
-    _count: int = 0
-
-    def step(self, now: float) -> None:
-        if now >= self._next:
-            self._next = now + self.interval_s
-            self._count += 1
-            self.emit("device.notice", {"level": "info", "message": f"sample {self._count}"})
-
-    def close(self) -> None:
-        pass
-
-
+#: builds the app for a config (the registry's ``create_app``; tests pass their own)
 AppFactory = Callable[[DeviceConfig, Emitter], App | None]
-
-
-def default_app(cfg: DeviceConfig, emit: Emitter) -> App | None:
-    if cfg.device.role == "wildlife" and cfg.wildlife is not None:
-        from edge.wildlife.build import build_wildlife
-
-        return build_wildlife(cfg.wildlife, emit, Path(cfg.device.data_dir), cfg.device.location)
-    if cfg.device.role == "ridership" and cfg.ridership is not None:
-        from edge.ridership.build import build_ridership
-
-        return build_ridership(cfg.ridership, emit, cfg.device.id)
-    if cfg.device.role == "kiosk" and cfg.kiosk is not None:
-        from kiosk.app import KioskApp
-
-        return KioskApp(cfg.kiosk, emit, cfg.device.id)
-    if cfg.sim is not None:
-        return SimApp(emit, cfg.sim.event_interval_s)
-    return None
 
 
 class Service:
@@ -119,7 +47,7 @@ class Service:
         self,
         cfg: DeviceConfig,
         *,
-        app_factory: AppFactory = default_app,
+        app_factory: AppFactory = create_app,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = contract.utcnow,
         notifier: Notifier | None = None,
@@ -146,7 +74,6 @@ class Service:
                 "ping": self._cmd_ping,
                 "snapshot-config": self._cmd_snapshot_config,
                 "restart-app": self._cmd_restart_app,
-                "deterrent-hold": self._cmd_deterrent_hold,
             },
             on_job=self._on_job,
         )
@@ -159,8 +86,6 @@ class Service:
         self._app_lock = threading.Lock()
         self._stop = threading.Event()
         self._started = clock()
-        self.fps: float | None = None
-        self.inference_ms: float | None = None
         #: set from the link's thread (twin change, restart-app), acted on by the loop
         self._restart_wanted = threading.Event()
 
@@ -295,14 +220,6 @@ class Service:
         self._restart_wanted.set()
         return {"restart": "queued"}
 
-    def _cmd_deterrent_hold(self, args: dict[str, Any]) -> dict[str, Any]:
-        """A hunter is on the way (or a trap is set): keep the deterrent silent."""
-        minutes = float(args.get("minutes", 60))
-        if not 0 < minutes <= 24 * 60:
-            raise ValueError(f"minutes: expected 1..1440 (got {minutes})")
-        hold = getattr(self.app, "hold_deterrent", None)
-        return {"held": bool(hold(minutes * 60)) if hold else False, "minutes": minutes}
-
     def restart_app(self) -> None:
         with self._app_lock:
             if self.app is not None:
@@ -314,7 +231,7 @@ class Service:
                 log.error("app not started: %s", e)
                 self.app = None
                 self.emit("device.notice", {"level": "error", "message": f"app not started: {e}"})
-            self.link.app_commands = dict(getattr(self.app, "commands", {}))
+            self.link.app_commands = dict(self.app.commands) if self.app is not None else {}
 
     # -- running -------------------------------------------------------------------------
 
@@ -350,7 +267,7 @@ class Service:
                     sent = self.send_tele()
                     next_tele = now + (self.cfg.telemetry.interval_s if sent else 1.0)
                 # an app that paces itself on its camera (tick_s = 0) is stepped at once
-                self._stop.wait(getattr(self.app, "tick_s", tick_s))
+                self._stop.wait(self.app.tick_s if self.app is not None else tick_s)
         finally:
             self.notifier.notify("STOPPING=1")
             with self._app_lock:
@@ -365,13 +282,15 @@ class Service:
         return f"{link}{hub}, outbox {self.outbox.depth()}"
 
     def send_tele(self) -> bool:
+        with self._app_lock:
+            app = self.app.telemetry() if self.app is not None else Telemetry()
         return self.link.publish_tele(
             health.sample(
                 self.data_dir,
                 outbox_depth=self.outbox.depth(),
                 outbox_dropped=self.outbox.dropped(),
-                fps=self.fps,
-                inference_ms=self.inference_ms,
+                fps=app.fps,
+                inference_ms=app.inference_ms,
             )
         )
 

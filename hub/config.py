@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import ssl
-import tomllib
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from edge.contract import format_validation
+from edge.tomlfile import load_toml
 from hub.errors import HubConfigError
 
 #: exit status of the hub started with a bad config (as for devices: sysexits EX_CONFIG)
@@ -136,18 +135,7 @@ class HubConfig(Section):
 
 def load_hub_config(path: Path | str) -> HubConfig:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise HubConfigError(str(path), ["file not found"]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise HubConfigError(str(path), [f"cannot read: {e}"]) from None
-    except tomllib.TOMLDecodeError as e:
-        raise HubConfigError(str(path), [f"not valid TOML: {e}"]) from None
-    try:
-        cfg = HubConfig.model_validate(data)
-    except ValidationError as e:
-        raise HubConfigError(str(path), format_validation(e).split("; ")) from None
+    cfg = load_toml(path, HubConfig, HubConfigError)
     base = path.parent
     if cfg.mqtt.tls:
         t = cfg.mqtt.tls

@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 import cv2
 
 from edge import contract
+from edge.app import App, Device, Emitter, Meter, Telemetry
 from edge.camera import FrameSource, open_source
 from edge.config import KioskSection
-from edge.service import Emitter
 from kiosk.call import Call, CallMachine, Hours
 from kiosk.document import rectify
 from kiosk.pointer import Mark, draw, pin
@@ -57,9 +57,7 @@ def hours_of(cfg: KioskSection) -> Hours:
     )
 
 
-class KioskApp:
-    tick_s = 0.1
-
+class KioskApp(App):
     def __init__(
         self,
         cfg: KioskSection,
@@ -98,6 +96,8 @@ class KioskApp:
         self._signal_cv = threading.Condition()
         self._sessions = -1
         self._publish_lock = threading.Lock()
+        self.meter = Meter()
+        self._frames_sent = 0
         self.commands = {
             "call-answer": self._cmd_answer,
             "call-end": self._cmd_end,
@@ -351,6 +351,13 @@ class KioskApp:
         if self._sessions != self.emit.sessions:
             self._publish_state()  # reconnected: the retained state may be stale
 
+    def telemetry(self) -> Telemetry:
+        """Frames the two views sent to city hall per second (no model runs on a kiosk)."""
+        sent = sum(v.stats["sent"] for v in self.views.values())
+        self.meter.frame(sent - self._frames_sent)
+        self._frames_sent = sent
+        return self.meter.read()
+
     def close(self) -> None:
         for v in self.views.values():
             v.stop()
@@ -360,3 +367,7 @@ class KioskApp:
             self.screen.stop()
         if self.panel is not None:
             self.panel.close()
+
+
+def build_kiosk(cfg: KioskSection, device: Device) -> KioskApp:
+    return KioskApp(cfg, device.emit, device.id)

@@ -10,6 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.cli import command_group
 from kiosk.document import Still, rectify
 
 #: the preview's longest side, px
@@ -18,13 +19,12 @@ EXIT_NO_PAGE, EXIT_UNREADABLE = 1, 2
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
+    ksub = command_group(
+        sub,
         "kiosk",
         help="counter-kiosk tools",
         description="Counter-kiosk tools that run without a broker or a call.",
     )
-    ksub = p.add_subparsers(dest="kiosk_command", metavar="ACTION")
-    ksub.required = True
     check = ksub.add_parser(
         "check-desk",
         help="find the page in photos from the desk camera and say if it is readable",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.app import App
 from edge.config import EXIT_BAD_CONFIG, load_config
 from edge.service import Service
 from provisioning.fleet import Fleet
@@ -111,7 +112,7 @@ def test_watchdog_pings_stop_when_the_main_loop_hangs(
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
     hang, stuck, release = threading.Event(), threading.Event(), threading.Event()
 
-    class HangingApp:
+    class HangingApp(App):
         def step(self, now: float) -> None:
             if hang.is_set():
                 stuck.set()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from edge.app import App, Meter, Telemetry
 from edge.camera import CameraError, FrameSource
 from edge.contract import Priority
 from edge.ridership.count import DoorCounter
@@ -47,7 +48,7 @@ class Visit:
     counts: dict[str, list[int]] = field(default_factory=dict)  # door → [boardings, alightings]
 
 
-class RidershipApp:
+class RidershipApp(App):
     tick_s = 0.0  # the cameras pace the loop
 
     def __init__(
@@ -68,6 +69,7 @@ class RidershipApp:
         self.visit: Visit | None = None
         self._closed_at: float | None = None
         self._on_close = on_close
+        self.meter = Meter()
 
     def step(self, now: float) -> None:
         opened = any(d.signal.is_open for d in self.doors)
@@ -99,12 +101,15 @@ class RidershipApp:
         if frame is None:
             door.exhausted = True
             return
+        self.meter.frame()
         if not counting:
             door.counter.learn(frame)
             return
         assert self.visit is not None
         counts = self.visit.counts.setdefault(door.name, [0, 0])
-        for c in door.counter.process(frame):
+        with self.meter.inference():
+            crossings = door.counter.process(frame)
+        for c in crossings:
             counts[0 if c.direction == "in" else 1] += 1
 
     def _begin(self) -> None:
@@ -165,6 +170,9 @@ class RidershipApp:
             " (partial)" if partial else "",
         )
         self.emit("ridership.stop_visit", data, Priority.NORMAL)
+
+    def telemetry(self) -> Telemetry:
+        return self.meter.read()
 
     def close(self) -> None:
         self._finish(partial=True)

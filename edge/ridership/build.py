@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge.app import Device
 from edge.camera import open_source
 from edge.config import RidershipSection
-from edge.ridership.app import Door, Emit, RidershipApp
+from edge.ridership.app import Door, RidershipApp
 from edge.ridership.count import DoorCounter
 from edge.ridership.door import DoorSignal, GpioDoor, ScheduleDoor
 from edge.ridership.gps import Gps, Reader, replay_lines, serial_lines
@@ -15,9 +16,7 @@ from edge.ridership.gtfs import load_feed
 from edge.ridership.stops import StopMatcher
 
 
-def build_ridership(
-    cfg: RidershipSection, emit: Emit | Any, device_id: str, pin_factory: Any = None
-) -> RidershipApp:
+def build_ridership(cfg: RidershipSection, device: Device, pin_factory: Any = None) -> RidershipApp:
     matcher = (
         StopMatcher(load_feed(cfg.gtfs), route_id=cfg.route_id, radius_m=cfg.radius_m)
         if cfg.gtfs
@@ -60,8 +59,8 @@ def build_ridership(
         )
     return RidershipApp(
         doors,
-        emit,
-        vehicle=cfg.vehicle or device_id,
+        device.emit,
+        vehicle=cfg.vehicle or device.id,
         gps=gps,
         matcher=matcher,
         tail_s=cfg.tail_s,

@@ -10,19 +10,19 @@ from dataclasses import asdict
 from pathlib import Path
 
 from edge.camera import CameraError
+from edge.cli import command_group
 from edge.ridership import accuracy
 
 NUMBERS = re.compile(r"^-\d[\d.,\s-]*$")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
+    rsub = command_group(
+        sub,
         "ridership",
         help="bus-ridership tools",
         description="Bus-ridership tools that run without a broker, camera or bus.",
     )
-    rsub = p.add_subparsers(dest="ridership_command", metavar="ACTION")
-    rsub.required = True
     count = rsub.add_parser(
         "count",
         help="count people crossing a line in a recorded clip",

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from edge.app import App, Meter, Telemetry
 from edge.camera import CameraError, Frame, FrameSource
 from edge.contract import Priority
 from edge.vision.onnx import Finding
@@ -164,7 +165,7 @@ class MotionGate:
         return float((mask > 0).mean()) >= self.min_area
 
 
-class WildlifeApp:
+class WildlifeApp(App):
     def __init__(
         self,
         source: FrameSource,
@@ -203,6 +204,8 @@ class WildlifeApp:
         self.frames = 0
         self.scored = 0
         self.exhausted = False
+        self.meter = Meter()
+        self.commands = {"deterrent-hold": self._cmd_deterrent_hold}
 
     def step(self, now: float) -> None:
         if self.exhausted:
@@ -220,6 +223,7 @@ class WildlifeApp:
             self._camera_lost(now, "the camera stopped delivering frames")
             return
         self.frames += 1
+        self.meter.frame()
         self.process(frame)
 
     def _camera_lost(self, now: float, why: str) -> None:
@@ -278,11 +282,13 @@ class WildlifeApp:
         ):
             finding, people = Finding(0.0, (0, 0, 0, 0), ""), []
         elif isinstance(self.model, MonkeyWatch):
-            look = self.model.look(frame.image)
+            with self.meter.inference():
+                look = self.model.look(frame.image)
             finding, people = look.finding, look.blur
             self.scored += 1
         else:
-            finding, people = self.model.monkey(frame.image), []
+            with self.meter.inference():
+                finding, people = self.model.monkey(frame.image), []
             self.scored += 1
         threshold = self.night_threshold if night else self.rules.threshold
         keep = Shot.of(frame, finding, people) if finding.score >= threshold else None
@@ -337,6 +343,16 @@ class WildlifeApp:
             return False
         self.deterrent.hold(seconds)
         return True
+
+    def _cmd_deterrent_hold(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A hunter is on the way (or a trap is set): keep the deterrent silent."""
+        minutes = float(args.get("minutes", 60))
+        if not 0 < minutes <= 24 * 60:
+            raise ValueError(f"minutes: expected 1..1440 (got {minutes})")
+        return {"held": self.hold_deterrent(minutes * 60), "minutes": minutes}
+
+    def telemetry(self) -> Telemetry:
+        return self.meter.read()
 
     def close(self) -> None:
         self.source.close()

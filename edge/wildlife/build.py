@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from edge.app import Device
 from edge.camera import FrameSource, is_file_source, open_source
 from edge.config import WildlifeSection
 from edge.vision.manifest import DEFAULT_MODEL, load_manifest
 from edge.vision.onnx import OnnxModel
-from edge.wildlife.app import Emit, MotionGate, WildlifeApp
+from edge.wildlife.app import MotionGate, SnapshotLog, WildlifeApp
 from edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
 from edge.wildlife.incursion import Rules
 from edge.wildlife.watch import THRESHOLD, Classifier, MonkeyWatch, lean_yolox
 
 
-def build_wildlife(
-    cfg: WildlifeSection,
-    emit: Emit | Any,
-    data_dir: Path,
-    location: str = "",
-    pin_factory: Any = None,
-) -> WildlifeApp:
+def build_wildlife(cfg: WildlifeSection, device: Device, pin_factory: Any = None) -> WildlifeApp:
     manifest = load_manifest(cfg.model or DEFAULT_MODEL)
     classify = manifest.task == "classify"
     rules = Rules(
@@ -46,7 +40,7 @@ def build_wildlife(
     return WildlifeApp(
         camera(),
         model,
-        emit,
+        device.emit,
         rules=rules,
         night_threshold=cfg.night_threshold,
         motion=MotionGate() if cfg.motion else None,
@@ -56,6 +50,10 @@ def build_wildlife(
         pir=Pir(cfg.pir_pin, cfg.pir_wake_s, pin_factory=pin_factory)
         if cfg.pir_pin is not None
         else None,
+        ignore=cfg.ignore,
+        log=SnapshotLog(device.data_dir / "wildlife", int(cfg.log_mb * 2**20)),
+        camera=cfg.camera_id,
+        location=device.location,
         reopen=None if is_file_source(cfg.source) else camera,
         blur_people=cfg.blur_people,
     )

@@ -6,17 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from edge.cli import command_group
 from edge.vision.manifest import DEFAULT_MODEL, ModelError, load_manifest
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
+    wsub = command_group(
+        sub,
         "wildlife",
         help="monkey-watch tools",
         description="Monkey-watch tools that run without a broker or camera.",
     )
-    wsub = p.add_subparsers(dest="wildlife_command", metavar="ACTION")
-    wsub.required = True
     scan = wsub.add_parser(
         "scan",
         help="find monkeys in images and videos (e.g. an SD-card dump)",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,17 @@ def test_hist_marks_offline_and_resent_rows(tmp_path: Path) -> None:
     assert live.payload().hist is False
     assert live.payload(resent=True).hist is True
     assert late.payload().hist is True
+
+
+def test_age_and_held_wait_for_a_writer_holding_the_lock(tmp_path: Path) -> None:
+    """``age_s`` and ``held`` read what ``put`` changes on other threads: under its lock."""
+    box = Outbox(tmp_path / "o.sqlite")
+    row = box.put("device.notice", {"level": "info", "message": "x"})
+    seen: list[tuple[float, int]] = []
+    reader = threading.Thread(target=lambda: seen.append((box.age_s(row), box.held)))
+    with box._lock:  # a put() half-way on the app's thread
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive() and not seen
+    reader.join(5)
+    assert seen and seen[0][0] >= 0.3 and seen[0][1] == 0

@@ -1,5 +1,5 @@
-"""The service restarts its app for a changed app section, on its own loop (never on the
-link's network thread), against a real Mosquitto."""
+"""The service builds the role's real app from the registry and restarts it for a changed app
+section, on its own loop (never on the link's network thread), against a real Mosquitto."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from edge import contract
+from edge.app import App, Emitter
+from edge.apps import create_app
 from edge.config import DeviceConfig, load_config
-from edge.service import Emitter, Service
+from edge.ridership.app import RidershipApp
+from edge.service import Service
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
-from tests.conftest import add_device
+from tests.conftest import MEDIA, add_device
 from tests.mqtt_probe import Probe, wait_until
 from tests.running import RunningService
 
@@ -25,28 +30,27 @@ class Started:
     threads: list[str] = field(default_factory=list)
 
 
-class QuietApp:
-    def step(self, now: float) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+WALKERS = MEDIA / "opencv" / "vtest.avi"
 
 
 def recording_factory(started: Started):  # type: ignore[no-untyped-def]
-    def factory(cfg: DeviceConfig, emit: Emitter) -> QuietApp:
+    """The registry's own factory, noting the config and the thread of every start."""
+
+    def factory(cfg: DeviceConfig, emit: Emitter) -> App | None:
         started.configs.append(cfg)
         started.threads.append(threading.current_thread().name)
-        return QuietApp()
+        return create_app(cfg, emit)
 
     return factory
 
 
+@pytest.mark.skipif(not WALKERS.is_file(), reason="needs ../shared/media/opencv/vtest.avi")
 def test_a_ridership_change_from_the_hub_restarts_the_app_on_the_service_loop(
     fleet: Fleet, broker: MosquittoProcess, hub_probe: Probe, tmp_path: Path
 ) -> None:
     door = {
-        "source": str(tmp_path / "door.avi"),
+        "source": str(WALKERS),
+        "loop": True,
         "line": [320.0, 330.0, 320.0, 120.0],
         "schedule": [[5.0, 25.0]],
     }
@@ -54,7 +58,10 @@ def test_a_ridership_change_from_the_hub_restarts_the_app_on_the_service_loop(
     started = Started()
     service = Service(load_config(cfg_path), app_factory=recording_factory(started))
     with RunningService(service) as svc:
-        wait_until(lambda: svc.link.connected and started.configs, what="first start")
+        wait_until(
+            lambda: svc.link.connected and isinstance(svc.app, RidershipApp), what="first start"
+        )
+        assert isinstance(svc.app, RidershipApp) and svc.app.tail_s == 3  # the default
         hub_probe.client.publish(
             contract.twin_desired("bus-01"),
             contract.TwinDesired(
@@ -63,17 +70,23 @@ def test_a_ridership_change_from_the_hub_restarts_the_app_on_the_service_loop(
             qos=1,
             retain=True,
         )
-        wait_until(lambda: len(started.configs) == 2, what="the app restarted")
+        wait_until(
+            lambda: isinstance(svc.app, RidershipApp) and svc.app.tail_s == 9,
+            what="the app restarted with the new config",
+        )
         assert started.configs[-1].ridership is not None
         assert started.configs[-1].ridership.tail_s == 9
         corr = hub_probe.command("bus-01", "restart-app")
         wait_until(lambda: len(started.configs) == 3, what="restart-app")
-        replies = [
-            contract.CommandReply.model_validate_json(m.payload)
-            for m in hub_probe.on("bus-01/reply/restart-app")
-            if getattr(m.properties, "CorrelationData", None) == corr
-        ]
-        assert replies and replies[0].ok
+        replies = wait_until(
+            lambda: [
+                contract.CommandReply.model_validate_json(m.payload)
+                for m in hub_probe.on("bus-01/reply/restart-app")
+                if getattr(m.properties, "CorrelationData", None) == corr
+            ],
+            what="the restart-app reply",
+        )
+        assert replies[0].ok
     # the service's own thread started the app every time, never paho's network thread
     loop = {started.threads[0]}
     assert set(started.threads) == loop and not any("paho" in t for t in loop)

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from edge.app import Emitter
 from edge.config import load_config
-from edge.service import Emitter, Service
+from edge.service import Service
 from hub.auth import Accounts
 from hub.cli import Hub, build
 from kiosk.app import KioskApp

@@ -12,9 +12,10 @@ from typing import Any
 import cv2
 import pytest
 
+from edge.app import Emitter
 from edge.camera import CameraError, Frame
 from edge.config import DeviceConfig
-from edge.service import Emitter, Service
+from edge.service import Service
 from edge.vision.manifest import DEFAULT_MODEL, load_manifest
 from edge.vision.onnx import OnnxModel
 from edge.wildlife.app import WildlifeApp

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from edge import contract
+from edge.config import load_config
 from hub.cli import Hub
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA, add_device
-from tests.mqtt_probe import wait_until
+from tests.mqtt_probe import Probe, wait_until
 from tests.running import RunningService
 
 pytestmark = pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not present")
@@ -83,3 +85,58 @@ def test_bad_model_file_is_reported_and_the_device_stays_up(
         assert notice["kind"] == "device.notice" and notice["data"]["level"] == "error"
         assert "sha256" in notice["data"]["message"]
         assert svc.link.connected and svc.app is None  # up, reachable, waiting for a fix
+
+
+def test_a_field_device_sends_its_location_keeps_its_log_and_reports_fps_and_inference(
+    fleet: Fleet, broker: MosquittoProcess, hub_probe: Probe, tmp_path: Path
+) -> None:
+    cfg = load_config(
+        add_device(
+            fleet,
+            "field-04",
+            "wildlife",
+            location="North paddy",
+            telemetry={"interval_s": 1},
+            wildlife={
+                "source": str(field_sequence(tmp_path / "field")),
+                "fps": 5,
+                "loop": True,
+                "quiet_s": 0.5,
+                "motion": False,
+            },
+        )
+    )
+    cfg.device.data_dir = tmp_path / "var"  # where this Pi keeps its state
+    with RunningService(cfg):
+        alarms = wait_until(
+            lambda: [e for e in hub_probe.events("field-04") if e.kind == "wildlife.incursion"],
+            60,
+            "an incursion at the hub",
+        )
+        assert alarms[0].data["location"] == "North paddy"
+        log = tmp_path / "var" / "wildlife"
+        assert (log / "events.jsonl").is_file() and list(log.glob("*-start-*.jpg"))
+
+        def measured() -> list[contract.TelePayload]:
+            teles = [
+                contract.TelePayload.model_validate_json(m.payload)
+                for m in hub_probe.on("field-04/tele")
+            ]
+            return [p for p in teles if p.fps and p.inference_ms]
+
+        wait_until(lambda: len(measured()) >= 3, 20, "tele with fps and inference time")
+        tele = measured()[-1]  # the first covers start-up, a moment of catching up
+        assert tele.fps is not None and 1 <= tele.fps <= 6  # 5 frames/s asked
+        assert tele.inference_ms is not None and tele.inference_ms > 1  # the real model ran
+
+        corr = hub_probe.command("field-04", "deterrent-hold", {"minutes": 30})
+        reply = wait_until(
+            lambda: [
+                contract.CommandReply.model_validate_json(m.payload)
+                for m in hub_probe.on("field-04/reply/deterrent-hold")
+                if getattr(m.properties, "CorrelationData", None) == corr
+            ],
+            10,
+            "deterrent-hold reply",
+        )[0]
+        assert reply.ok and reply.result == {"held": False, "minutes": 30.0}  # no deterrent
