@@ -197,7 +197,7 @@ def test_model_update_job_over_mqtt(service: Running, hub_probe: Probe, fleet: F
 def test_backoff_grows_exponentially_with_jitter_from_the_first_retry_and_caps() -> None:
     import random
 
-    from edge.link import backoff_delay
+    from edge.transport import backoff_delay
 
     rng = random.Random(7)
     for attempt in range(12):
