@@ -20,6 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from edge.config import DeviceConfig
 from edge.drain import Drain
 from edge.errors import OutboxError
 from edge.outbox import Outbox
-from edge.transport import Endpoint, Incoming, MqttTransport, Transport, Will
+from edge.transport import Endpoint, MqttTransport, Packet, Transport, TransportFactory, Will
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ CommandHandler = Callable[[dict[str, Any]], dict[str, Any] | None]
 #: the twin handler gets (version, patch) and returns the applied remote view; it raises
 #: ConfigError (or any ValueError) to refuse the patch
 TwinHandler = Callable[[int, dict[str, Any]], dict[str, Any]]
-#: makes the link's transport from its hooks (``MqttTransport``'s keyword arguments)
-TransportFactory = Callable[..., Transport]
 
 
 @dataclass
@@ -118,10 +117,8 @@ class Link:
             "on_publish": self._on_publish,
             "on_reject": self._on_reject,
         }
-        if transport is None:
-            self.transport: Transport = MqttTransport(endpoint_of(cfg), rng=rng, **hooks)
-        else:
-            self.transport = transport(**hooks)
+        make = transport or partial(MqttTransport, endpoint_of(cfg), rng=rng)
+        self.transport: Transport = make(**hooks)
         self.transport.route("hub/state", self._hub_state)
         self.transport.route("twin/desired", self._desired)
         self.transport.route("cmd", self._command)
@@ -253,18 +250,18 @@ class Link:
         self._acks.append((session, mid, ok))
         self._wake.set()
 
-    def _on_reject(self, msg: Incoming, err: contract.ContractError) -> None:
+    def _on_reject(self, msg: Packet, err: contract.ContractError) -> None:
         log.warning("ignored message on %s (%s): %s", msg.topic, err.reason, err)
 
     # -- incoming ------------------------------------------------------------------------
 
-    def _hub_state(self, msg: Incoming) -> None:
+    def _hub_state(self, msg: Packet) -> None:
         hub = contract.HubState.model_validate_json(msg.payload)
         (self._hub_online.set if hub.online else self._hub_online.clear)()
         self._wake.set()
         log.info("hub is %s", "online" if hub.online else "offline")
 
-    def _own(self, msg: Incoming) -> tuple[contract.Topic, contract.Payload]:
+    def _own(self, msg: Packet) -> tuple[contract.Topic, contract.Payload]:
         topic, payload = contract.decode(msg.topic, msg.payload)
         if topic.dev != self.dev:
             raise contract.ContractError(
@@ -272,7 +269,7 @@ class Link:
             )
         return topic, payload
 
-    def _desired(self, msg: Incoming) -> None:
+    def _desired(self, msg: Packet) -> None:
         _, desired = self._own(msg)
         assert isinstance(desired, contract.TwinDesired)
         if desired.version == self.twin_version:
@@ -290,7 +287,7 @@ class Link:
             contract.TwinReported(version=desired.version, applied=True, config=view)
         )
 
-    def _job(self, msg: Incoming) -> None:
+    def _job(self, msg: Packet) -> None:
         topic, job = self._own(msg)
         assert isinstance(job, contract.JobDocument)
         if self._on_job is None:
@@ -301,7 +298,7 @@ class Link:
             )
         self._on_job(job)
 
-    def _command(self, msg: Incoming) -> None:
+    def _command(self, msg: Packet) -> None:
         topic, req = self._own(msg)
         assert isinstance(req, contract.CommandRequest)
         name = topic.rest

@@ -7,7 +7,7 @@ each connect, and an exponential backoff with full jitter between attempts. paho
 network thread (``loop_start``) does every read and write on the socket; ``publish`` from
 any other thread only queues and wakes it.
 
-Incoming messages are routed by their contract channel (``edge.contract.CHANNELS``) to the
+Packet messages are routed by their contract channel (``edge.contract.CHANNELS``) to the
 handler registered for it. A message outside the contract, or one its handler refuses with
 a ``ContractError``, is counted by ``Reason`` and handed to ``on_reject`` (or logged); an
 unexpected error in a handler is counted as ``internal``. Nothing a message holds can stop
@@ -25,12 +25,13 @@ import random
 import ssl
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -44,8 +45,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Incoming:
-    """A message as a handler sees it (MQTT v5 properties already unpacked)."""
+class Packet:
+    """A message as a handler sees it or as it is sent (MQTT v5 properties unpacked)."""
 
     topic: str
     payload: bytes
@@ -91,38 +92,9 @@ class Endpoint:
     max_inflight: int = 20
 
 
-Handler = Callable[[Incoming], None]
+Handler = Callable[[Packet], None]
 #: a message that broke the contract, and how
-RejectHook = Callable[[Incoming, contract.ContractError], None]
-
-
-class Transport(Protocol):
-    """What the link, ingest and relay need of an MQTT session."""
-
-    rejects: Counter[contract.Reason]
-    session: int
-    connects: int
-    last_reconnect_delay_s: float
-
-    def route(self, channel: str, handler: Handler) -> None: ...
-    def start(self) -> None: ...
-    def stop(self, farewell: tuple[str, bytes] | None = None) -> None: ...
-    @property
-    def connected(self) -> bool: ...
-    def wait_connected(self, timeout: float) -> bool: ...
-    def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int = 0,
-        retain: bool = False,
-        meta: str | None = None,
-        expiry_s: int | None = None,
-        response_topic: str | None = None,
-        corr: bytes | None = None,
-    ) -> mqtt.MQTTMessageInfo: ...
-    def ack(self, msg: Incoming) -> None: ...
+RejectHook = Callable[[Packet, contract.ContractError], None]
 
 
 def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> float:
@@ -167,13 +139,78 @@ def publish_properties(
     return props
 
 
-class Router:
-    """Routing by contract channel and the reject counting, shared by both transports."""
+class Transport(ABC):
+    """What the link, ingest and relay use of an MQTT session, and what both transports
+    share: the hooks, routing by contract channel, reject counting, the publish call."""
 
-    def __init__(self, on_reject: RejectHook | None = None) -> None:
-        self.rejects: Counter[contract.Reason] = Counter()
+    def __init__(
+        self,
+        *,
+        subscriptions: list[tuple[str, int]] | None = None,
+        will: Callable[[], Will] | None = None,
+        on_connect: Callable[[bool], None] | None = None,
+        on_disconnect: Callable[[], None] | None = None,
+        on_publish: Callable[[int, int, bool], None] | None = None,
+        on_reject: RejectHook | None = None,
+    ) -> None:
+        """``on_connect(session_present)`` runs once subscribed, ``on_disconnect()`` when a
+        connection is lost, ``on_publish(session, mid, ok)`` on each PUBACK (on paho's
+        thread, holding its locks: record and return)."""
+        self.subscriptions = subscriptions or []
+        self.will = will
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self.on_publish = on_publish
         self.on_reject = on_reject
+        self.rejects: Counter[contract.Reason] = Counter()
+        self.session = 0
+        self.connects = 0
+        self.last_reconnect_delay_s = 0.0
         self._handlers: dict[str, Handler] = {}
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self, farewell: tuple[str, bytes] | None = None) -> None:
+        """Publish ``farewell`` (topic, payload: retained, QoS 1) if connected, disconnect."""
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool: ...
+
+    @abstractmethod
+    def wait_connected(self, timeout: float) -> bool: ...
+
+    @abstractmethod
+    def ack(self, msg: Packet) -> None:
+        """Acknowledge a QoS 1 message (manual-ack sessions) if its connection still holds."""
+
+    @abstractmethod
+    def _send(self, msg: Packet, expiry_s: int | None) -> mqtt.MQTTMessageInfo: ...
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 0,
+        retain: bool = False,
+        meta: str | None = None,
+        expiry_s: int | None = None,
+        response_topic: str | None = None,
+        corr: bytes | None = None,
+    ) -> mqtt.MQTTMessageInfo:
+        """Send a message; ``rc`` is not MQTT_ERR_SUCCESS when there is no connection,
+        ``mid`` identifies its PUBACK (``on_publish``)."""
+        if not self.connected:
+            info = mqtt.MQTTMessageInfo(0)
+            info.rc = mqtt.MQTT_ERR_NO_CONN
+            return info
+        msg = Packet(
+            topic, payload, qos, retain, meta=meta, corr=corr, response_topic=response_topic
+        )
+        return self._send(msg, expiry_s)
 
     def route(self, channel: str, handler: Handler) -> None:
         """Send messages of the contract's ``channel`` (a row name) to ``handler``."""
@@ -181,7 +218,7 @@ class Router:
             raise ValueError(f"no channel {channel!r} in the contract")
         self._handlers[channel] = handler
 
-    def dispatch(self, msg: Incoming) -> bool:
+    def dispatch(self, msg: Packet) -> bool:
         """Hand ``msg`` over; False when nobody took it (unrouted: the caller acks it)."""
         try:
             handler = self._handlers.get(contract.channel_of(msg.topic).name)
@@ -197,7 +234,7 @@ class Router:
             )
         return True
 
-    def reject(self, msg: Incoming, err: contract.ContractError) -> bool:
+    def reject(self, msg: Packet, err: contract.ContractError) -> bool:
         self.rejects[err.reason] += 1
         if self.on_reject is None:
             log.warning("ignored message on %r (%s): %s", msg.topic[:200], err.reason, err)
@@ -206,33 +243,18 @@ class Router:
         return True
 
 
-class MqttTransport(Router):
+#: makes a transport from ``Transport``'s keyword arguments (a test hands in a fake)
+TransportFactory = Callable[..., Transport]
+
+
+class MqttTransport(Transport):
     def __init__(
-        self,
-        endpoint: Endpoint,
-        *,
-        subscriptions: list[tuple[str, int]],
-        will: Callable[[], Will] | None = None,
-        on_connect: Callable[[bool], None] | None = None,
-        on_disconnect: Callable[[], None] | None = None,
-        on_publish: Callable[[int, int, bool], None] | None = None,
-        on_reject: RejectHook | None = None,
-        rng: random.Random | None = None,
+        self, endpoint: Endpoint, *, rng: random.Random | None = None, **hooks: Any
     ) -> None:
-        """``on_connect(session_present)`` runs on paho's thread once subscribed;
-        ``on_publish(session, mid, ok)`` on each PUBACK (record and return: paho holds its
-        locks)."""
-        super().__init__(on_reject)
+        """``hooks``: ``Transport``'s keyword arguments."""
+        super().__init__(**hooks)
         self.endpoint = endpoint
-        self.subscriptions = subscriptions
-        self._will = will
-        self._on_connect_hook = on_connect
-        self._on_disconnect_hook = on_disconnect
-        self._on_publish_hook = on_publish
         self._rng = rng or random.Random()
-        self.session = 0
-        self.connects = 0
-        self.last_reconnect_delay_s = 0.0
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -248,7 +270,6 @@ class MqttTransport(Router):
         self._thread.start()
 
     def stop(self, farewell: tuple[str, bytes] | None = None) -> None:
-        """Publish ``farewell`` (topic, payload: retained, QoS 1) if connected, disconnect."""
         if farewell is not None and self.connected:
             info = self.publish(farewell[0], farewell[1], qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
@@ -267,32 +288,17 @@ class MqttTransport(Router):
 
     # -- out -----------------------------------------------------------------------------
 
-    def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int = 0,
-        retain: bool = False,
-        meta: str | None = None,
-        expiry_s: int | None = None,
-        response_topic: str | None = None,
-        corr: bytes | None = None,
-    ) -> mqtt.MQTTMessageInfo:
-        """Queue a message for paho's thread; ``rc`` is not MQTT_ERR_SUCCESS when there is
-        no connection, ``mid`` identifies its PUBACK (``on_publish``)."""
+    def _send(self, msg: Packet, expiry_s: int | None) -> mqtt.MQTTMessageInfo:
         client = self._client
-        if client is None:
-            info = mqtt.MQTTMessageInfo(0)
-            info.rc = mqtt.MQTT_ERR_NO_CONN
-            return info
+        assert client is not None  # connected
         props = publish_properties(
-            meta=meta, expiry_s=expiry_s, response_topic=response_topic, corr=corr
+            meta=msg.meta, expiry_s=expiry_s, response_topic=msg.response_topic, corr=msg.corr
         )
-        return client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        return client.publish(
+            msg.topic, msg.payload, qos=msg.qos, retain=msg.retain, properties=props
+        )
 
-    def ack(self, msg: Incoming) -> None:
-        """Acknowledge a QoS 1 message (manual-ack sessions) if its connection still holds."""
+    def ack(self, msg: Packet) -> None:
         client = self._client
         if msg.qos > 0 and client is not None and msg.session == self.session:
             client.ack(msg.mid, msg.qos)
@@ -319,8 +325,8 @@ class MqttTransport(Router):
         client.connect_timeout = e.connect_timeout_s
         client.max_inflight_messages_set(e.max_inflight)
         client.max_queued_messages_set(0)
-        if self._will is not None:
-            w = self._will()
+        if self.will is not None:
+            w = self.will()
             client.will_set(w.topic, w.payload, qos=w.qos, retain=w.retain)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -372,8 +378,8 @@ class MqttTransport(Router):
     def _down(self) -> None:
         if self._connected.is_set():
             self._connected.clear()
-            if self._on_disconnect_hook is not None:
-                self._on_disconnect_hook()
+            if self.on_disconnect is not None:
+                self.on_disconnect()
 
     def _on_connect(
         self,
@@ -391,9 +397,9 @@ class MqttTransport(Router):
         self.connects += 1
         if self.subscriptions:
             client.subscribe(self.subscriptions)
-        if self._on_connect_hook is not None:
-            self._on_connect_hook(flags.session_present)
         self._connected.set()
+        if self.on_connect is not None:
+            self.on_connect(flags.session_present)
 
     def _on_disconnect(
         self,
@@ -417,13 +423,13 @@ class MqttTransport(Router):
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if self._on_publish_hook is not None and client is self._client:
-            self._on_publish_hook(self.session, mid, not reason.is_failure)
+        if self.on_publish is not None and client is self._client:
+            self.on_publish(self.session, mid, not reason.is_failure)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         props = msg.properties
         meta = dict(getattr(props, "UserProperty", None) or []).get("meta")
-        incoming = Incoming(
+        incoming = Packet(
             msg.topic,
             bytes(msg.payload),
             msg.qos,

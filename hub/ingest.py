@@ -24,10 +24,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from edge import contract
-from edge.transport import Endpoint, Incoming, MqttTransport, Transport, Will
+from edge.transport import Endpoint, MqttTransport, Packet, Transport, TransportFactory, Will
 from hub.config import HubConfig, MqttSection
 from hub.roster import Roster
 from hub.store import Message, Store
@@ -38,8 +39,6 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 COMMAND_EXPIRY_S = 60
 #: the ``$share`` group of the hub processes that split the devices' events
 SHARE_GROUP = "hub"
-#: makes ingest's transport from its hooks (``MqttTransport``'s keyword arguments)
-TransportFactory = Callable[..., Transport]
 
 
 def endpoint_of(m: MqttSection, client_id: str, **session: Any) -> Endpoint:
@@ -60,7 +59,7 @@ def endpoint_of(m: MqttSection, client_id: str, **session: Any) -> Endpoint:
 
 @dataclass(frozen=True)
 class _Item:
-    msg: Incoming
+    msg: Packet
     received: datetime
     #: why the transport already refused it (bad topic), or None
     error: contract.ContractError | None = None
@@ -90,18 +89,15 @@ class Ingest:
             "on_connect": self._on_connect,
             "on_reject": self._refused,
         }
-        if transport is None:
-            endpoint = endpoint_of(
-                cfg.mqtt,
-                cfg.mqtt.client_id,
-                clean_start=False,
-                session_expiry_s=SESSION_EXPIRY_S,
-                manual_ack=True,
-                max_inflight=100,
-            )
-            self.transport: Transport = MqttTransport(endpoint, **hooks)
-        else:
-            self.transport = transport(**hooks)
+        endpoint = endpoint_of(
+            cfg.mqtt,
+            cfg.mqtt.client_id,
+            clean_start=False,
+            session_expiry_s=SESSION_EXPIRY_S,
+            manual_ack=True,
+            max_inflight=100,
+        )
+        self.transport: Transport = (transport or partial(MqttTransport, endpoint))(**hooks)
         for row in contract.CHANNELS:
             if row.ingest:
                 self.transport.route(row.name, self._received)
@@ -142,11 +138,11 @@ class Ingest:
         self.counters["connects"] += 1
         log.info("hub ingest connected (session present: %s)", session_present)
 
-    def _received(self, msg: Incoming) -> None:
+    def _received(self, msg: Packet) -> None:
         self.counters["received"] += 1
         self._queue.put(_Item(msg, datetime.now(UTC)))
 
-    def _refused(self, msg: Incoming, err: contract.ContractError) -> None:
+    def _refused(self, msg: Packet, err: contract.ContractError) -> None:
         """A topic outside the contract: recorded and acknowledged by the writer."""
         self.counters["received"] += 1
         self._queue.put(_Item(msg, datetime.now(UTC), err))

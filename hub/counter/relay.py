@@ -34,12 +34,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
 
 from edge import contract
-from edge.transport import Incoming, MqttTransport, Transport
+from edge.transport import MqttTransport, Packet, Transport, TransportFactory
 from hub.config import HubConfig
 from hub.counter.calls import CallBook
 from hub.counter.heap import limit_heap_growth
@@ -65,8 +66,6 @@ LIVE_EXPIRY_S = 10
 
 SendCommand = Callable[[str, str, dict[str, Any]], str]
 Audit = Callable[[str, str, str, str], None]  # user, action, target, detail
-#: makes the relay's transport from its hooks (``MqttTransport``'s keyword arguments)
-TransportFactory = Callable[..., Transport]
 
 
 class Relay:
@@ -90,11 +89,10 @@ class Relay:
             "subscriptions": contract.relay_subscriptions(),
             "on_reject": self._refused_message,
         }
-        if transport is None:
-            endpoint = endpoint_of(cfg.mqtt, f"{cfg.mqtt.client_id}-counter")
-            self.transport: Transport = MqttTransport(endpoint, **hooks)
-        else:
-            self.transport = transport(**hooks)
+        make = transport or partial(
+            MqttTransport, endpoint_of(cfg.mqtt, f"{cfg.mqtt.client_id}-counter")
+        )
+        self.transport: Transport = make(**hooks)
         self.transport.route("state", self._on_state)
         self.transport.route("call", self._on_call)
         self.transport.route("signal", self._on_signal)
@@ -146,13 +144,13 @@ class Relay:
 
     # -- from the kiosks -----------------------------------------------------------------
 
-    def _checked(self, msg: Incoming) -> contract.Topic:
+    def _checked(self, msg: Packet) -> contract.Topic:
         """The topic of a known device, on a channel of its role (kiosk), by the roster."""
         t = contract.parse_topic(msg.topic)
         self.roster.check(t)
         return t
 
-    def _refused_message(self, msg: Incoming, err: contract.ContractError) -> None:
+    def _refused_message(self, msg: Packet, err: contract.ContractError) -> None:
         self._reject(msg.topic, err.reason, str(err))
 
     def _reject(self, topic: str, reason: contract.Reason, detail: str) -> None:
@@ -160,7 +158,7 @@ class Relay:
         self.counters[f"rejected.{reason}"] += 1
         log.warning("counter relay rejected %r (%s): %s", topic[:200], reason, detail[:500])
 
-    def _on_state(self, msg: Incoming) -> None:
+    def _on_state(self, msg: Packet) -> None:
         t = self._checked(msg)
         _, state = contract.decode(msg.topic, msg.payload)
         assert isinstance(state, contract.StatePayload)
@@ -170,7 +168,7 @@ class Relay:
             self.room.device_state(t.dev, state.online, self._clock())
             self._cv.notify_all()
 
-    def _on_call(self, msg: Incoming) -> None:
+    def _on_call(self, msg: Packet) -> None:
         t = self._checked(msg)
         _, s = contract.decode(msg.topic, msg.payload)
         assert isinstance(s, contract.CallState)
@@ -182,7 +180,7 @@ class Relay:
             self._cv.notify_all()
         self._apply(out)
 
-    def _on_signal(self, msg: Incoming) -> None:
+    def _on_signal(self, msg: Packet) -> None:
         t = self._checked(msg)
         _, s = contract.decode(msg.topic, msg.payload)
         assert isinstance(s, contract.Signal)
@@ -190,7 +188,7 @@ class Relay:
             self.room.signal(t.dev, s)
             self._cv.notify_all()
 
-    def _on_jpeg(self, msg: Incoming) -> None:
+    def _on_jpeg(self, msg: Packet) -> None:
         t = self._checked(msg)
         _, m, jpeg = contract.decode_jpeg(msg.topic, msg.payload, msg.meta)
         with self._cv:
@@ -200,7 +198,7 @@ class Relay:
                 self.room.still(t.dev, m, jpeg)
             self._cv.notify_all()
 
-    def _on_reply(self, msg: Incoming) -> None:
+    def _on_reply(self, msg: Packet) -> None:
         t = self._checked(msg)
         if not msg.corr:
             return
