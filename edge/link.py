@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from pydantic import ValidationError
 
 from edge import contract
 from edge.config import DeviceConfig
@@ -256,7 +257,13 @@ class Link:
     # -- incoming ------------------------------------------------------------------------
 
     def _hub_state(self, msg: Packet) -> None:
-        hub = contract.HubState.model_validate_json(msg.payload)
+        try:
+            hub = contract.HubState.model_validate_json(msg.payload)
+        except ValidationError as e:
+            raise contract.ContractError(
+                f"topic {msg.topic!r}: {contract.format_validation(e)}",
+                reason=contract.Reason.SCHEMA,
+            ) from None
         (self._hub_online.set if hub.online else self._hub_online.clear)()
         self._wake.set()
         log.info("hub is %s", "online" if hub.online else "offline")

@@ -62,16 +62,16 @@ class FakeTransport(Transport):
         return self._connected
 
     def start(self) -> None:
-        """Connect: subscribe, run the connect hook, receive the retained messages."""
+        """Connect: subscribe (the retained messages come), then run the connect hook."""
         self._last_will = self.will() if self.will else None
         self.session += 1
         self.connects += 1
         self._connected = True
         self.broker.clients.append(self)
-        if self.on_connect is not None:
-            self.on_connect(False)
         for msg in list(self.broker.retained.values()):
             self.receive(msg, retained=True)
+        if self.on_connect is not None:
+            self.on_connect(False)
 
     def stop(self, farewell: tuple[str, bytes] | None = None) -> None:
         if farewell is not None:
