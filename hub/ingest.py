@@ -1,16 +1,18 @@
-"""Hub ingest: one MQTT v5 session that validates, stores and acknowledges.
+"""Hub ingest: one MQTT v5 session (``edge.transport``) that validates, stores and acknowledges.
 
-* Events, telemetry and command replies arrive on shared subscriptions
-  (``$share/hub/...``) so several hub processes split the load; retained topics (state, birth,
-  twin/reported, job status) on plain subscriptions, because brokers do not deliver retained
-  messages to shared subscriptions.
+* Which channels it reads, and how, is the contract table's (``Channel.ingest``): events,
+  telemetry and command replies on shared subscriptions (``$share/hub/...``) so several hub
+  processes split the load; retained topics (state, birth, twin/reported) and job status on
+  plain subscriptions, because brokers do not deliver retained messages to shared
+  subscriptions.
 * The session is persistent (``clean_start=False`` with a long Session Expiry): the broker
   queues messages while the hub is away.
 * ``manual_ack``: a QoS 1 message is acknowledged only after the batch holding it has been
   committed, so a crash between receipt and commit means redelivery, never loss; the store's
   unique key makes redelivery harmless.
 * Every message goes through ``edge.contract.decode``; a malformed one is logged once with its
-  topic, counted by reason and acknowledged. Nothing in a message can stop ingest.
+  topic, counted by its ``contract.Reason`` and acknowledged. Nothing in a message can stop
+  ingest. The writer thread decodes and stores in batches; the transport's thread only queues.
 """
 
 from __future__ import annotations
