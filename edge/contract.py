@@ -16,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Literal
 
 from pydantic import (
@@ -30,7 +30,6 @@ from pydantic import (
 
 ROOT = "mimamori/v1"
 SCHEMA_VERSION = 1
-HUB_STATE = f"{ROOT}/hub/state"
 
 #: device ids: lower-case letters, digits and dashes; "hub" is the hub's own tree
 DEVICE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -61,19 +60,37 @@ def check_device_id(dev: str) -> str:
     if dev in RESERVED_IDS or dev.startswith("hub-") or not DEVICE_ID_RE.match(dev):
         raise ContractError(
             f"device id {dev!r}: expected 1-63 of a-z, 0-9 and '-', starting with a letter "
-            "or digit, and not 'hub', 'hub-...' or 'fleet-admin' (the hub's own names)"
+            "or digit, and not 'hub', 'hub-...' or 'fleet-admin' (the hub's own names)",
+            reason=Reason.BAD_TOPIC,
         )
     return dev
 
 
+class Reason(StrEnum):
+    """Why a message was refused: the stable key of the reject counters and pages."""
+
+    BAD_TOPIC = "bad_topic"
+    OVERSIZED = "oversized"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    SCHEMA = "schema"
+    KIND_MISMATCH = "kind_mismatch"
+    UNKNOWN_KIND = "unknown_kind"
+    UNKNOWN_DEVICE = "unknown_device"
+    NOT_ALLOWED = "not_allowed"
+    #: the counter relay's refusals of a kiosk's call state
+    UNANSWERED = "unanswered"
+    WRONG_STAFF = "wrong_staff"
+    OTHER_DEVICE = "other_device"
+    #: a bug met on a message (counted like a reject, never stops the reader)
+    INTERNAL = "internal"
+
+
 class ContractError(ValueError):
-    """A topic or payload that breaks the contract; the message names the topic and field.
+    """A topic or payload that breaks the contract; the message names the topic and field,
+    ``reason`` says which rule it broke (the reject counters' key)."""
 
-    ``reason`` is a short stable key for reject counters (``not_allowed``, ``unknown_device``,
-    ``stale_time``...); None where the hub derives it from the message.
-    """
-
-    def __init__(self, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, message: str, *, reason: Reason = Reason.SCHEMA) -> None:
         super().__init__(message)
         self.reason = reason
 
@@ -99,7 +116,10 @@ def tele(dev: str) -> str:
 
 def event(dev: str, kind: str) -> str:
     if not KIND_RE.match(kind):
-        raise ContractError(f"event kind {kind!r}: expected 'app.name', e.g. 'wildlife.sighting'")
+        raise ContractError(
+            f"event kind {kind!r}: expected 'app.name', e.g. 'wildlife.sighting'",
+            reason=Reason.BAD_TOPIC,
+        )
     return _t(dev, "event", kind)
 
 
@@ -113,7 +133,9 @@ def twin_reported(dev: str) -> str:
 
 def cmd(dev: str, name: str) -> str:
     if not NAME_RE.match(name):
-        raise ContractError(f"command name {name!r}: expected a-z, 0-9 and '-'")
+        raise ContractError(
+            f"command name {name!r}: expected a-z, 0-9 and '-'", reason=Reason.BAD_TOPIC
+        )
     return _t(dev, "cmd", name)
 
 
@@ -135,7 +157,9 @@ def call(dev: str) -> str:
 
 def view(dev: str, name: str) -> str:
     if name not in VIEWS:
-        raise ContractError(f"view {name!r}: expected one of {', '.join(VIEWS)}")
+        raise ContractError(
+            f"view {name!r}: expected one of {', '.join(VIEWS)}", reason=Reason.BAD_TOPIC
+        )
     return _t(dev, "view", name)
 
 
@@ -145,121 +169,6 @@ def still(dev: str) -> str:
 
 def signal(dev: str) -> str:
     return _t(dev, "signal")
-
-
-@dataclass(frozen=True)
-class Topic:
-    """A parsed device topic: ``mimamori/v1/{dev}/{channel}[/{rest}]``."""
-
-    dev: str
-    channel: str
-    rest: str = ""
-
-
-_CHANNEL_DEPTH = {
-    "state": 0,
-    "birth": 0,
-    "tele": 0,
-    "event": 1,
-    "twin": 1,
-    "cmd": 1,
-    "reply": 1,
-    "jobs": (1, 2),
-    "call": 0,
-    "view": 1,
-    "still": 0,
-    "signal": 0,
-}
-
-#: channels whose payload is a JPEG, not JSON; what describes it rides in the MQTT v5 user
-#: property ``meta`` (JSON), so no frame is base64-inflated on a slow link
-BINARY_CHANNELS = frozenset({"view", "still"})
-#: the kiosk's two camera views: the resident's face and the document on the desk
-VIEWS = ("face", "doc")
-MAX_VIEW_BYTES = 512 * 1024
-MAX_STILL_BYTES = MAX_JOB_BYTES
-
-
-def parse_topic(topic: str) -> Topic:
-    """Split a device topic; raise ContractError naming the topic and what was expected."""
-    parts = topic.split("/")
-    if len(parts) < 4 or "/".join(parts[:2]) != ROOT:
-        raise ContractError(f"topic {topic!r}: expected {ROOT}/<device>/<channel>[/...]")
-    dev, channel, rest = parts[2], parts[3], parts[4:]
-    try:
-        check_device_id(dev)
-    except ContractError as e:
-        raise ContractError(f"topic {topic!r}: {e}") from None
-    depth = _CHANNEL_DEPTH.get(channel)
-    if depth is None:
-        raise ContractError(f"topic {topic!r}: unknown channel {channel!r}")
-    allowed = depth if isinstance(depth, tuple) else (depth,)
-    if len(rest) not in allowed:
-        raise ContractError(
-            f"topic {topic!r}: channel {channel!r} takes {' or '.join(map(str, allowed))} "
-            f"more level(s), got {len(rest)}"
-        )
-    if channel == "twin" and rest[0] not in ("desired", "reported"):
-        raise ContractError(f"topic {topic!r}: expected twin/desired or twin/reported")
-    if channel == "event" and not KIND_RE.match(rest[0]):
-        raise ContractError(f"topic {topic!r}: event kind {rest[0]!r} is not 'app.name'")
-    if channel == "view" and rest[0] not in VIEWS:
-        raise ContractError(f"topic {topic!r}: view {rest[0]!r} is not one of {', '.join(VIEWS)}")
-    if channel == "jobs" and len(rest) == 2 and rest[1] != "status":
-        raise ContractError(f"topic {topic!r}: expected jobs/<id> or jobs/<id>/status")
-    return Topic(dev, channel, "/".join(rest))
-
-
-# -- what each role may publish ---------------------------------------------------------
-
-#: channels only a kiosk publishes (its call, the two views, stills, voice signalling)
-KIOSK_CHANNELS = frozenset({"call", "view", "still", "signal"})
-#: channels every device publishes about itself
-DEVICE_CHANNELS = frozenset({"state", "birth", "tele", "event", "twin", "reply", "jobs"})
-#: event kinds are ``app.name``; the app part names the role that may raise them, and
-#: ``device.*`` (notices) is for every role
-ROLE_OF_APP = {"wildlife": "wildlife", "ridership": "ridership", "kiosk": "kiosk"}
-ROLES: tuple[str, ...] = ("wildlife", "ridership", "kiosk")
-
-
-#: the channels a device's messages may be retained on (the broker clears the flag elsewhere)
-RETAINED_CHANNELS = frozenset({"state", "birth", "twin", "call"})
-
-
-def device_limit(channel: str) -> int:
-    """The largest payload a device may publish on ``channel`` (bytes)."""
-    return {"event": MAX_EVENT_BYTES, "view": MAX_VIEW_BYTES, "still": MAX_STILL_BYTES}.get(
-        channel, MAX_OTHER_BYTES
-    )
-
-
-def role_may_publish(role: str, channel: str, rest: str = "") -> bool:
-    """True if a device of ``role`` may publish on ``channel`` (``rest``: the event kind,
-    ``reported`` for twin, ``<id>/status`` for jobs)."""
-    if channel in KIOSK_CHANNELS:
-        return role == "kiosk"
-    if channel == "event":
-        app = rest.split(".", 1)[0]
-        return app == "device" or ROLE_OF_APP.get(app) == role
-    if channel == "twin":
-        return rest == "reported"
-    if channel == "jobs":
-        return rest.endswith("/status")
-    return channel in DEVICE_CHANNELS
-
-
-def event_kinds_of(role: str) -> list[str]:
-    """The event kinds of the contract a device of ``role`` may raise."""
-    return [k for k in EVENT_DATA if role_may_publish(role, "event", k)]
-
-
-def check_role(role: str, t: Topic) -> None:
-    """Raise ContractError(reason=not_allowed) if a ``role`` device may not publish ``t``."""
-    if not role_may_publish(role, t.channel, t.rest):
-        what = f"event {t.rest!r}" if t.channel == "event" else f"channel {t.channel!r}"
-        raise ContractError(
-            f"device {t.dev!r} ({role}) may not publish {what}", reason="not_allowed"
-        )
 
 
 # -- payload schemas --------------------------------------------------------------------
@@ -482,7 +391,9 @@ class EventPayload(Payload):
     def checked_data(self) -> BaseModel:
         schema = EVENT_DATA.get(self.kind)
         if schema is None:
-            raise ContractError(f"event kind {self.kind!r} is not in the contract")
+            raise ContractError(
+                f"event kind {self.kind!r} is not in the contract", reason=Reason.UNKNOWN_KIND
+            )
         return schema.model_validate(self.data)
 
 
@@ -641,63 +552,322 @@ class PointCommand(BaseModel):
     on: Literal["view", "page"] = "view"
 
 
-_CHANNEL_SCHEMA: dict[tuple[str, str], type[Payload]] = {
-    ("state", ""): StatePayload,
-    ("birth", ""): BirthPayload,
-    ("tele", ""): TelePayload,
-    ("twin", "desired"): TwinDesired,
-    ("twin", "reported"): TwinReported,
-    ("reply", ""): CommandReply,
-    ("call", ""): CallState,
-    ("signal", ""): Signal,
+# -- the channel table ------------------------------------------------------------------
+
+#: the kiosk's two camera views: the resident's face and the document on the desk
+VIEWS = ("face", "doc")
+MAX_VIEW_BYTES = 512 * 1024
+MAX_STILL_BYTES = MAX_JOB_BYTES
+
+#: event kinds are ``app.name``; the app part names the role that may raise them, and
+#: ``device.*`` (notices) is for every role
+ROLE_OF_APP = {"wildlife": "wildlife", "ridership": "ridership", "kiosk": "kiosk"}
+ROLES: tuple[str, ...] = ("wildlife", "ridership", "kiosk")
+#: the publisher of the hub's own channels (a row's ``publishers``)
+HUB = "hub"
+
+#: what a variable level of a channel must look like: (what it is, pattern, in words)
+_LEVEL_RULES: dict[str, tuple[str, re.Pattern[str], str]] = {
+    "<kind>": ("event kind", KIND_RE, "'app.name'"),
+    "<view>": ("view", re.compile(f"^({'|'.join(VIEWS)})$"), f"one of {', '.join(VIEWS)}"),
 }
 
 
-def schema_for(t: Topic) -> type[Payload]:
-    if t.channel == "event":
-        return EventPayload
-    if t.channel == "jobs":
-        return JobStatus if t.rest.endswith("/status") else JobDocument
-    if t.channel == "cmd":
-        return CommandRequest
-    key = (t.channel, t.rest if t.channel == "twin" else "")
+@dataclass(frozen=True)
+class Channel:
+    """One row of the contract: a channel of a device's tree (or the hub's own state).
+
+    ``levels`` are the topic levels after the device id; ``<...>`` is a variable level (an
+    event kind, a command name, a job id...). The hub's subscriptions say how the hub reads
+    the channel: ``ingest`` ("shared": split among hub processes; "plain": retained, so every
+    hub process needs it) and ``relay_qos`` (the counter relay follows it)."""
+
+    name: str
+    levels: tuple[str, ...]
+    #: the JSON payload's schema; None for a JPEG, described by ``meta`` (a user property)
+    schema: type[Payload] | None
+    limit: int
+    retained: bool
+    #: the device roles that may publish it, or the hub (``HUB``)
+    publishers: frozenset[str]
+    meta: type[ViewMeta] | type[StillMeta] | None = None
+    ingest: Literal["shared", "plain"] | None = None
+    relay_qos: int | None = None
+    #: the relay's filter for a variable last level (only still-capture replies)
+    relay_last: str = "+"
+    #: counted against the device's byte budget at the broker (live views are not)
+    budgeted: bool = True
+    hub_tree: bool = False
+
+    @property
+    def binary(self) -> bool:
+        return self.schema is None
+
+    @property
+    def channel(self) -> str:
+        """The first level: what ``Topic.channel`` says and the broker guard keys on."""
+        return self.levels[0]
+
+    @property
+    def shape(self) -> str:
+        return "/".join(self.levels)
+
+    def filter(self, dev: str = "+", last: str = "+") -> str:
+        """The subscription filter of this channel: one device's (``dev``) or every
+        device's (``+``); ``last`` fills a variable last level (a command's name...)."""
+        if self.hub_tree:
+            return "/".join((ROOT, HUB, *self.levels))
+        levels = [("+" if lv.startswith("<") else lv) for lv in self.levels]
+        if self.levels[-1].startswith("<"):
+            levels[-1] = last
+        return "/".join((ROOT, dev, *levels))
+
+    def fits(self, levels: list[str]) -> bool:
+        """The levels have this channel's shape (literals equal; variables unchecked)."""
+        return len(levels) == len(self.levels) and all(
+            want.startswith("<") or want == got
+            for want, got in zip(self.levels, levels, strict=True)
+        )
+
+
+_DEVICES = frozenset(ROLES)
+_KIOSK = frozenset({"kiosk"})
+_HUB = frozenset({HUB})
+
+#: the contract, one row a channel
+CHANNELS: tuple[Channel, ...] = (
+    Channel("state", ("state",), StatePayload, MAX_OTHER_BYTES, True, _DEVICES,
+            ingest="plain", relay_qos=1),
+    Channel("birth", ("birth",), BirthPayload, MAX_OTHER_BYTES, True, _DEVICES, ingest="plain"),
+    Channel("tele", ("tele",), TelePayload, MAX_OTHER_BYTES, False, _DEVICES, ingest="shared"),
+    Channel("event", ("event", "<kind>"), EventPayload, MAX_EVENT_BYTES, False, _DEVICES,
+            ingest="shared"),
+    Channel("twin/desired", ("twin", "desired"), TwinDesired, MAX_OTHER_BYTES, True, _HUB),
+    Channel("twin/reported", ("twin", "reported"), TwinReported, MAX_OTHER_BYTES, True,
+            _DEVICES, ingest="plain"),
+    Channel("cmd", ("cmd", "<name>"), CommandRequest, MAX_OTHER_BYTES, False, _HUB),
+    Channel("reply", ("reply", "<name>"), CommandReply, MAX_OTHER_BYTES, False, _DEVICES,
+            ingest="shared", relay_qos=1, relay_last="still-capture"),
+    Channel("jobs", ("jobs", "<id>"), JobDocument, MAX_JOB_BYTES, True, _HUB),
+    Channel("jobs/status", ("jobs", "<id>", "status"), JobStatus, MAX_OTHER_BYTES, False,
+            _DEVICES, ingest="plain"),
+    Channel("call", ("call",), CallState, MAX_OTHER_BYTES, True, _KIOSK, relay_qos=1),
+    Channel("view", ("view", "<view>"), None, MAX_VIEW_BYTES, False, _KIOSK, meta=ViewMeta,
+            relay_qos=0, budgeted=False),
+    Channel("still", ("still",), None, MAX_STILL_BYTES, False, _KIOSK, meta=StillMeta,
+            relay_qos=1),
+    Channel("signal", ("signal",), Signal, MAX_OTHER_BYTES, False, _KIOSK, relay_qos=1),
+    Channel("hub/state", ("state",), HubState, MAX_OTHER_BYTES, True, _HUB, hub_tree=True),
+)  # fmt: skip
+BY_NAME = {c.name: c for c in CHANNELS}
+HUB_STATE_CHANNEL = BY_NAME["hub/state"]
+HUB_STATE = HUB_STATE_CHANNEL.filter()
+_DEVICE_ROWS = tuple(c for c in CHANNELS if not c.hub_tree)
+
+#: channels whose payload is a JPEG, not JSON; what describes it rides in the MQTT v5 user
+#: property ``meta`` (JSON), so no frame is base64-inflated on a slow link
+BINARY_CHANNELS = frozenset(c.channel for c in CHANNELS if c.binary)
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A parsed device topic: ``mimamori/v1/{dev}/{channel}[/{rest}]``."""
+
+    dev: str
+    channel: str
+    rest: str = ""
+
+    @property
+    def row(self) -> Channel:
+        """The contract's row for this topic."""
+        levels = [self.channel, *self.rest.split("/")] if self.rest else [self.channel]
+        for c in _DEVICE_ROWS:
+            if c.fits(levels):
+                return c
+        raise ContractError(
+            f"no channel {'/'.join(levels)!r} in the contract", reason=Reason.BAD_TOPIC
+        )
+
+
+def parse_topic(topic: str) -> Topic:
+    """Split a device topic; raise ContractError naming the topic and what was expected."""
+    parts = topic.split("/")
+    if len(parts) < 4 or "/".join(parts[:2]) != ROOT:
+        raise ContractError(
+            f"topic {topic!r}: expected {ROOT}/<device>/<channel>[/...]", reason=Reason.BAD_TOPIC
+        )
+    dev, levels = parts[2], parts[3:]
     try:
-        return _CHANNEL_SCHEMA[key]
-    except KeyError:
-        raise ContractError(f"no payload schema for channel {t.channel!r}") from None
+        check_device_id(dev)
+    except ContractError as e:
+        raise ContractError(f"topic {topic!r}: {e}", reason=Reason.BAD_TOPIC) from None
+    rows = [c for c in _DEVICE_ROWS if c.channel == levels[0]]
+    if not rows:
+        raise ContractError(
+            f"topic {topic!r}: unknown channel {levels[0]!r}", reason=Reason.BAD_TOPIC
+        )
+    depths = sorted({len(c.levels) - 1 for c in rows})
+    if len(levels) - 1 not in depths:
+        raise ContractError(
+            f"topic {topic!r}: channel {levels[0]!r} takes {' or '.join(map(str, depths))} "
+            f"more level(s), got {len(levels) - 1}",
+            reason=Reason.BAD_TOPIC,
+        )
+    row = next((c for c in rows if c.fits(levels)), None)
+    if row is None:
+        raise ContractError(
+            f"topic {topic!r}: expected {' or '.join(c.shape for c in rows)}",
+            reason=Reason.BAD_TOPIC,
+        )
+    for want, got in zip(row.levels, levels, strict=True):
+        if want in _LEVEL_RULES:
+            what, pattern, expected = _LEVEL_RULES[want]
+            if not pattern.match(got):
+                raise ContractError(
+                    f"topic {topic!r}: {what} {got!r} is not {expected}", reason=Reason.BAD_TOPIC
+                )
+    return Topic(dev, levels[0], "/".join(levels[1:]))
+
+
+# -- who may publish what ---------------------------------------------------------------
+
+
+def device_limit(channel: str) -> int:
+    """The largest payload a device may publish on ``channel`` (its first level; bytes)."""
+    return max(
+        (c.limit for c in _DEVICE_ROWS if c.channel == channel and HUB not in c.publishers),
+        default=MAX_OTHER_BYTES,
+    )
+
+
+def device_channels() -> list[str]:
+    """The first levels devices publish on (what the broker guard knows)."""
+    return sorted({c.channel for c in _DEVICE_ROWS if HUB not in c.publishers})
+
+
+def retained_channels() -> list[str]:
+    """The first levels a device's message may be retained on (the broker refuses others)."""
+    return sorted({c.channel for c in _DEVICE_ROWS if c.retained and HUB not in c.publishers})
+
+
+def rows_of(role: str) -> list[Channel]:
+    """The rows a device of ``role`` publishes on (events: only its own kinds, see
+    ``event_kinds_of``)."""
+    return [c for c in _DEVICE_ROWS if role in c.publishers]
+
+
+def role_may_publish(role: str, channel: str, rest: str = "") -> bool:
+    """True if a device of ``role`` may publish on ``channel`` (``rest``: the event kind,
+    ``reported`` for twin, ``<id>/status`` for jobs)."""
+    levels = [channel, *rest.split("/")] if rest else [channel]
+    row = next((c for c in _DEVICE_ROWS if c.fits(levels)), None)
+    if row is None or role not in row.publishers:
+        return False
+    if row.name == "event":
+        app = rest.split(".", 1)[0]
+        return app == "device" or ROLE_OF_APP.get(app) == role
+    return True
+
+
+def event_kinds_of(role: str) -> list[str]:
+    """The event kinds of the contract a device of ``role`` may raise."""
+    return [k for k in EVENT_DATA if role_may_publish(role, "event", k)]
+
+
+def check_role(role: str, t: Topic) -> None:
+    """Raise ContractError(reason=not_allowed) if a ``role`` device may not publish ``t``."""
+    if not role_may_publish(role, t.channel, t.rest):
+        what = f"event {t.rest!r}" if t.channel == "event" else f"channel {t.channel!r}"
+        raise ContractError(
+            f"device {t.dev!r} ({role}) may not publish {what}", reason=Reason.NOT_ALLOWED
+        )
+
+
+def device_subscriptions(dev: str) -> list[str]:
+    """What device ``dev`` subscribes to: the hub's channels in its own tree, the hub state."""
+    return [c.filter(dev) for c in CHANNELS if HUB in c.publishers]
+
+
+def ingest_subscriptions(group: str) -> list[str]:
+    """Hub ingest's filters: shared (``$share/{group}/...``) where the load is split,
+    plain where the broker keeps a retained copy (not delivered to shared subscriptions)."""
+    return [
+        f"$share/{group}/{c.filter()}" if c.ingest == "shared" else c.filter()
+        for c in CHANNELS
+        if c.ingest
+    ]
+
+
+def relay_subscriptions() -> list[tuple[str, int]]:
+    """The counter relay's filters: the kiosks' call channels, presence and capture replies."""
+    return [(c.filter(last=c.relay_last), c.relay_qos) for c in CHANNELS if c.relay_qos is not None]
+
+
+def channel_of(topic: str) -> Channel:
+    """The row a topic belongs to (the hub's state included); ContractError if none."""
+    if topic == HUB_STATE:
+        return HUB_STATE_CHANNEL
+    return parse_topic(topic).row
+
+
+def schema_for(t: Topic) -> type[Payload]:
+    """The JSON schema of ``t``'s channel (ContractError on a JPEG channel)."""
+    schema = t.row.schema
+    if schema is None:
+        raise ContractError(
+            f"channel {t.row.name!r} carries a JPEG; use decode_jpeg()", reason=Reason.SCHEMA
+        )
+    return schema
+
+
+def _check_size(topic: str, row: Channel, raw: bytes) -> None:
+    if len(raw) > row.limit:
+        raise ContractError(
+            f"topic {topic!r}: payload of {len(raw)} bytes exceeds {row.limit}",
+            reason=Reason.OVERSIZED,
+        )
 
 
 def decode(topic: str, raw: bytes) -> tuple[Topic, Payload]:
     """Parse a topic and validate its payload; ContractError says what was wrong and where."""
     t = parse_topic(topic)
-    if t.channel in BINARY_CHANNELS:
-        raise ContractError(f"topic {topic!r}: a JPEG channel; use decode_jpeg()")
-    limit = {"event": MAX_EVENT_BYTES, "jobs": MAX_JOB_BYTES}.get(t.channel, MAX_OTHER_BYTES)
-    if len(raw) > limit:
-        raise ContractError(f"topic {topic!r}: payload of {len(raw)} bytes exceeds {limit}")
+    row = t.row
+    if row.schema is None:
+        raise ContractError(
+            f"topic {topic!r}: a JPEG channel; use decode_jpeg()", reason=Reason.SCHEMA
+        )
+    _check_size(topic, row, raw)
     try:
         obj = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ContractError(f"topic {topic!r}: payload is not UTF-8 JSON ({e})") from None
+        raise ContractError(
+            f"topic {topic!r}: payload is not UTF-8 JSON ({e})", reason=Reason.NOT_JSON
+        ) from None
     except RecursionError:
         raise ContractError(
-            f"topic {topic!r}: payload is not UTF-8 JSON (nested too deeply)"
+            f"topic {topic!r}: payload is not UTF-8 JSON (nested too deeply)",
+            reason=Reason.NOT_JSON,
         ) from None
     if not isinstance(obj, dict):
-        raise ContractError(f"topic {topic!r}: payload must be a JSON object")
-    schema = schema_for(t)
+        raise ContractError(
+            f"topic {topic!r}: payload must be a JSON object", reason=Reason.NOT_OBJECT
+        )
     try:
-        payload = schema.model_validate(obj)
+        payload = row.schema.model_validate(obj)
         if isinstance(payload, EventPayload):
             if payload.kind != t.rest:
                 raise ContractError(
-                    f"topic {topic!r}: payload kind {payload.kind!r} differs from the topic"
+                    f"topic {topic!r}: payload kind {payload.kind!r} differs from the topic",
+                    reason=Reason.KIND_MISMATCH,
                 )
             payload.checked_data()
     except ValidationError as e:
-        raise ContractError(f"topic {topic!r}: {format_validation(e)}") from None
+        raise ContractError(
+            f"topic {topic!r}: {format_validation(e)}", reason=Reason.SCHEMA
+        ) from None
     except ContractError as e:
-        raise ContractError(str(e) if topic in str(e) else f"topic {topic!r}: {e}") from None
+        text = str(e) if topic in str(e) else f"topic {topic!r}: {e}"
+        raise ContractError(text, reason=e.reason) from None
     return t, payload
 
 
@@ -723,17 +893,21 @@ def decode_jpeg(
 ) -> tuple[Topic, ViewMeta | StillMeta, bytes]:
     """Check a ``view``/``still`` message: topic, size, JPEG magic and its ``meta`` property."""
     t = parse_topic(topic)
-    if t.channel not in BINARY_CHANNELS:
-        raise ContractError(f"topic {topic!r}: not a JPEG channel")
-    limit = MAX_VIEW_BYTES if t.channel == "view" else MAX_STILL_BYTES
-    if len(raw) > limit:
-        raise ContractError(f"topic {topic!r}: payload of {len(raw)} bytes exceeds {limit}")
+    row = t.row
+    if row.meta is None:
+        raise ContractError(f"topic {topic!r}: not a JPEG channel", reason=Reason.SCHEMA)
+    _check_size(topic, row, raw)
     if not raw.startswith(b"\xff\xd8"):
-        raise ContractError(f"topic {topic!r}: payload is not a JPEG (no FF D8 start)")
+        raise ContractError(
+            f"topic {topic!r}: payload is not a JPEG (no FF D8 start)", reason=Reason.SCHEMA
+        )
     if not meta:
-        raise ContractError(f"topic {topic!r}: missing the 'meta' user property")
-    schema: type[ViewMeta | StillMeta] = ViewMeta if t.channel == "view" else StillMeta
+        raise ContractError(
+            f"topic {topic!r}: missing the 'meta' user property", reason=Reason.SCHEMA
+        )
     try:
-        return t, schema.model_validate_json(meta), raw
+        return t, row.meta.model_validate_json(meta), raw
     except ValidationError as e:
-        raise ContractError(f"topic {topic!r}: meta: {format_validation(e)}") from None
+        raise ContractError(
+            f"topic {topic!r}: meta: {format_validation(e)}", reason=Reason.SCHEMA
+        ) from None

@@ -1,21 +1,22 @@
-"""Hub ingest: one MQTT v5 session that validates, stores and acknowledges.
+"""Hub ingest: one MQTT v5 session (``edge.transport``) that validates, stores and acknowledges.
 
-* Events, telemetry and command replies arrive on shared subscriptions
-  (``$share/hub/...``) so several hub processes split the load; retained topics (state, birth,
-  twin/reported, job status) on plain subscriptions, because brokers do not deliver retained
-  messages to shared subscriptions.
+* Which channels it reads, and how, is the contract table's (``Channel.ingest``): events,
+  telemetry and command replies on shared subscriptions (``$share/hub/...``) so several hub
+  processes split the load; retained topics (state, birth, twin/reported) and job status on
+  plain subscriptions, because brokers do not deliver retained messages to shared
+  subscriptions.
 * The session is persistent (``clean_start=False`` with a long Session Expiry): the broker
   queues messages while the hub is away.
 * ``manual_ack``: a QoS 1 message is acknowledged only after the batch holding it has been
   committed, so a crash between receipt and commit means redelivery, never loss; the store's
   unique key makes redelivery harmless.
 * Every message goes through ``edge.contract.decode``; a malformed one is logged once with its
-  topic, counted by reason and acknowledged. Nothing in a message can stop ingest.
+  topic, counted by its ``contract.Reason`` and acknowledged. Nothing in a message can stop
+  ingest. The writer thread decodes and stores in batches; the transport's thread only queues.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -25,15 +26,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
 from edge import contract
-from hub.config import HubConfig
+from edge.transport import Endpoint, MqttTransport, Packet, Transport, TransportFactory, Will
+from hub.config import HubConfig, MqttSection
 from hub.roster import Roster
 from hub.store import Message, Store
 
@@ -41,86 +39,80 @@ log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
 COMMAND_EXPIRY_S = 60
-SHARED = [f"$share/hub/{contract.ROOT}/+/{t}" for t in ("event/+", "tele", "reply/+")]
-RETAINED = [f"{contract.ROOT}/+/{t}" for t in ("state", "birth", "twin/reported", "jobs/+/status")]
+#: the ``$share`` group of the hub processes that split the devices' events
+SHARE_GROUP = "hub"
+
+
+def endpoint_of(m: MqttSection, client_id: str, **session: Any) -> Endpoint:
+    """The broker and the hub's identity from ``hub.toml`` (``session``: Endpoint fields)."""
+    tls = m.tls
+    return Endpoint(
+        host=m.host,
+        port=m.port,
+        client_id=client_id,
+        username=m.username,
+        ca_file=tls.ca_file if tls else None,
+        cert_file=tls.cert_file if tls else None,
+        key_file=tls.key_file if tls else None,
+        keepalive_s=m.keepalive_s,
+        **session,
+    )
 
 
 @dataclass(frozen=True)
 class _Item:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    generation: int
+    msg: Packet
     received: datetime
-    corr: str | None
-
-
-def reason_of(err: contract.ContractError) -> str:
-    """A short, stable reason key for the reject counters."""
-    if err.reason:
-        return err.reason
-    text = str(err)
-    for key, needle in (
-        ("oversized", "exceeds"),
-        ("not_json", "not UTF-8 JSON"),
-        ("not_object", "must be a JSON object"),
-        ("bad_topic", "expected mimamori/v1/"),
-        ("bad_topic", "unknown channel"),
-        ("bad_topic", "more level"),
-        ("bad_topic", "device id"),
-        ("bad_topic", "twin/desired or"),
-        ("kind_mismatch", "differs from the topic"),
-        ("unknown_kind", "not in the contract"),
-    ):
-        if needle in text:
-            return key
-    return "schema"
+    #: why the transport already refused it (bad topic), or None
+    error: contract.ContractError | None = None
 
 
 class Ingest:
-    def __init__(self, cfg: HubConfig, store: Store, roster: Roster) -> None:
+    def __init__(
+        self,
+        cfg: HubConfig,
+        store: Store,
+        roster: Roster,
+        *,
+        transport: TransportFactory | None = None,
+    ) -> None:
         self.cfg = cfg
         self.store = store
         self.roster = roster
         self.counters: Counter[str] = Counter()
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=100_000)
-        self._generation = 0
         self._stopping = threading.Event()
-        self._connected = threading.Event()
-        self._client = self._new_client()
         self._writer = threading.Thread(target=self._write_loop, name="hub-writer", daemon=True)
         #: called with each stored wildlife event (hub.alerts.Alerts.handle); optional
         self.on_wildlife: Callable[[Message, datetime], None] | None = None
+        hooks: dict[str, Any] = {
+            "subscriptions": [(t, 1) for t in contract.ingest_subscriptions(SHARE_GROUP)],
+            "will": lambda: Will(contract.HUB_STATE, self._hub_state(False)),
+            "on_connect": self._on_connect,
+            "on_reject": self._refused,
+        }
+        endpoint = endpoint_of(
+            cfg.mqtt,
+            cfg.mqtt.client_id,
+            clean_start=False,
+            session_expiry_s=SESSION_EXPIRY_S,
+            manual_ack=True,
+            max_inflight=100,
+        )
+        self.transport: Transport = (transport or partial(MqttTransport, endpoint))(**hooks)
+        for row in contract.CHANNELS:
+            if row.ingest:
+                self.transport.route(row.name, self._received)
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def _new_client(self) -> mqtt.Client:
-        m = self.cfg.mqtt
-        client = m.client(m.client_id, manual_ack=True)
-        client.will_set(
-            contract.HUB_STATE, contract.HubState(online=False).dumps(), qos=1, retain=True
-        )
-        client.reconnect_delay_set(1, 10)
-        client.max_inflight_messages_set(100)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
-
     def start(self) -> Ingest:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        m = self.cfg.mqtt
         self._writer.start()
-        self._client.connect_async(
-            m.host, m.port, keepalive=m.keepalive_s, clean_start=False, properties=props
-        )
-        self._client.loop_start()
+        self.transport.start()
         return self
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
-        return self._connected.wait(timeout)
+        return self.transport.wait_connected(timeout)
 
     @property
     def healthy(self) -> bool:
@@ -129,77 +121,33 @@ class Ingest:
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return self.transport.connected
 
     def stop(self) -> None:
-        """Say the hub is offline, flush what was received, disconnect."""
-        if self._connected.is_set():
-            info = self._client.publish(
-                contract.HUB_STATE, contract.HubState(online=False).dumps(), qos=1, retain=True
-            )
-            with contextlib.suppress(RuntimeError, ValueError):
-                info.wait_for_publish(2)
+        """Flush what was received, say the hub is offline, disconnect."""
         self._stopping.set()
         self._writer.join(10)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self.transport.stop(farewell=(contract.HUB_STATE, self._hub_state(False)))
 
-    # -- callbacks -----------------------------------------------------------------------
+    @staticmethod
+    def _hub_state(online: bool) -> bytes:
+        return contract.HubState(online=online).dumps()
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            log.error("broker refused the hub: %s", reason)
-            return
-        self._generation += 1
-        client.subscribe([(t, 1) for t in SHARED + RETAINED])
-        client.publish(
-            contract.HUB_STATE, contract.HubState(online=True).dumps(), qos=1, retain=True
-        )
-        self._connected.set()
+    # -- from the transport --------------------------------------------------------------
+
+    def _on_connect(self, session_present: bool) -> None:
+        self.transport.publish(contract.HUB_STATE, self._hub_state(True), qos=1, retain=True)
         self.counters["connects"] += 1
-        log.info(
-            "hub ingest connected to %s:%d (session present: %s)",
-            self.cfg.mqtt.host,
-            self.cfg.mqtt.port,
-            flags.session_present,
-        )
+        log.info("hub ingest connected (session present: %s)", session_present)
 
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._connected.clear()
-        if not self._stopping.is_set():
-            log.warning("hub ingest disconnected (%s); reconnecting", reason)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic == contract.HUB_STATE:  # our own retained state matches +/state
-            client.ack(msg.mid, msg.qos)
-            return
-        corr = getattr(msg.properties, "CorrelationData", None)
+    def _received(self, msg: Packet) -> None:
         self.counters["received"] += 1
-        self._queue.put(
-            _Item(
-                msg.topic,
-                bytes(msg.payload),
-                msg.mid,
-                msg.qos,
-                self._generation,
-                datetime.now(UTC),
-                corr.decode(errors="replace") if corr else None,
-            )
-        )
+        self._queue.put(_Item(msg, datetime.now(UTC)))
+
+    def _refused(self, msg: Packet, err: contract.ContractError) -> None:
+        """A topic outside the contract: recorded and acknowledged by the writer."""
+        self.counters["received"] += 1
+        self._queue.put(_Item(msg, datetime.now(UTC), err))
 
     # -- writer --------------------------------------------------------------------------
 
@@ -223,17 +171,21 @@ class Ingest:
     def _write(self, items: list[_Item]) -> None:
         good: list[Message] = []
         for item in items:
+            msg = item.msg
             try:
-                topic, payload = contract.decode(item.topic, item.payload)
+                if item.error is not None:
+                    raise item.error
+                topic, payload = contract.decode(msg.topic, msg.payload)
                 self._check_trust(topic, payload)
                 if topic.channel == "reply":
-                    topic = contract.Topic(topic.dev, topic.channel, item.corr or "")
+                    corr = msg.corr.decode(errors="replace") if msg.corr else ""
+                    topic = contract.Topic(topic.dev, topic.channel, corr)
                 good.append(Message(topic, payload, item.received))
             except contract.ContractError as e:
-                self._reject(item.topic, reason_of(e), str(e))
+                self._reject(msg.topic, e.reason, str(e))
             except Exception as e:  # a bug must not stop ingest: count it like a reject
-                log.exception("unexpected error decoding %s", item.topic)
-                self._reject(item.topic, "internal", repr(e))
+                log.exception("unexpected error decoding %s", msg.topic)
+                self._reject(msg.topic, contract.Reason.INTERNAL, repr(e))
         while True:
             try:
                 result = self.store.apply(good)
@@ -254,8 +206,7 @@ class Ingest:
         self.counters["duplicates"] += result.duplicates
         self.counters["stale_wills"] += result.stale_wills
         for item in items:
-            if item.qos > 0 and item.generation == self._generation:
-                self._client.ack(item.mid, item.qos)
+            self.transport.ack(item.msg)
 
     def _check_trust(self, topic: contract.Topic, payload: contract.Payload) -> None:
         """What the device says about itself must match what the fleet issued it as:
@@ -264,14 +215,14 @@ class Ingest:
         if isinstance(payload, contract.BirthPayload) and payload.role != entry.role:
             raise contract.ContractError(
                 f"device {topic.dev!r} was issued as {entry.role}; its birth says {payload.role}",
-                reason="not_allowed",
+                reason=contract.Reason.NOT_ALLOWED,
             )
         if isinstance(payload, contract.EventPayload) and payload.kind == "ridership.stop_visit":
             vehicle = str(payload.data.get("vehicle", ""))
             if vehicle not in self._vehicles_of(topic.dev, entry.vehicle):
                 raise contract.ContractError(
                     f"device {topic.dev!r} reports for vehicle {vehicle!r}, not its own",
-                    reason="not_allowed",
+                    reason=contract.Reason.NOT_ALLOWED,
                 )
 
     def _vehicles_of(self, dev: str, issued: str | None) -> set[str]:
@@ -284,7 +235,7 @@ class Ingest:
             ok.add(str(vehicle))
         return ok
 
-    def _reject(self, topic: str, reason: str, detail: str) -> None:
+    def _reject(self, topic: str, reason: contract.Reason, detail: str) -> None:
         self.counters["rejected"] += 1
         self.counters[f"rejected.{reason}"] += 1
         log.warning("rejected message on %r (%s): %s", topic[:200], reason, detail[:500])
@@ -299,7 +250,7 @@ class Ingest:
         """Record and publish (retained) a new desired config; return its version."""
         contract.check_device_id(dev)
         version = self.store.set_desired(dev, config)
-        self._client.publish(
+        self.transport.publish(
             contract.twin_desired(dev),
             contract.TwinDesired(version=version, config=config).dumps(),
             qos=1,
@@ -312,14 +263,12 @@ class Ingest:
         corr = uuid.uuid4().hex
         args = args or {}
         self.store.command_sent(corr, dev, name, args)
-        props = Properties(PacketTypes.PUBLISH)
-        props.ResponseTopic = contract.reply(dev, name)
-        props.CorrelationData = corr.encode()
-        props.MessageExpiryInterval = COMMAND_EXPIRY_S
-        self._client.publish(
+        self.transport.publish(
             contract.cmd(dev, name),
             contract.CommandRequest(args=args).dumps(),
             qos=1,
-            properties=props,
+            response_topic=contract.reply(dev, name),
+            corr=corr.encode(),
+            expiry_s=COMMAND_EXPIRY_S,
         )
         return corr

@@ -89,7 +89,7 @@ class Roster:
         if entry is None:
             raise contract.ContractError(
                 f"device {t.dev!r} is not in the fleet roster (unknown or revoked)",
-                reason="unknown_device",
+                reason=contract.Reason.UNKNOWN_DEVICE,
             )
         contract.check_role(entry.role, t)
         return entry

@@ -13,8 +13,7 @@ Every client presents a certificate; its CN becomes its MQTT user name
 * **Access rules** come from the dynamic-security plugin because Mosquitto 2.0's ACL file
   cannot refuse a subscription (any device could join the hub's ``$share`` group and take a
   share of every device's events) and cannot drop a live session. Each device gets a role of
-  its own, generated from the contract's table of what its role may publish
-  (``edge.contract.role_may_publish``): it writes only its own tree on its role's channels
+  its own, generated from the contract's channel table (``edge.contract.CHANNELS``): it writes only its own tree on its role's channels
   and event kinds, and subscribes only to its own ``twin/desired``, ``cmd``, ``jobs`` and the
   hub state. Nothing else: no wildcard across devices, no ``$share``, no ``$CONTROL``.
 * **Changes at run time** (a device added or revoked) go to the running broker as
@@ -84,14 +83,19 @@ def _acl(kind: str, topic: str) -> dict[str, Any]:
 
 
 def device_acls(dev: str, role: str) -> list[dict[str, Any]]:
-    """What device ``dev`` of ``role`` may do, derived from the contract's role table."""
-    own = f"{contract.ROOT}/{dev}"
-    writes = [f"{own}/{c}" for c in ("state", "birth", "tele", "twin/reported")]
-    writes += [f"{own}/reply/+", f"{own}/jobs/+/status"]
-    writes += [contract.event(dev, k) for k in contract.event_kinds_of(role)]
-    if contract.role_may_publish(role, "call"):
-        writes += [f"{own}/call", f"{own}/view/+", f"{own}/still", f"{own}/signal"]
-    reads = [f"{own}/twin/desired", f"{own}/cmd/+", f"{own}/jobs/+", contract.HUB_STATE]
+    """What device ``dev`` of ``role`` may do, derived from the contract's channel table: it
+    writes its role's channels in its own tree (events: its role's kinds, one by one) and
+    reads the hub's channels in its own tree and the hub state."""
+    writes = [
+        t
+        for c in contract.rows_of(role)
+        for t in (
+            [contract.event(dev, k) for k in contract.event_kinds_of(role)]
+            if c.name == "event"
+            else [c.filter(dev)]
+        )
+    ]
+    reads = contract.device_subscriptions(dev)
     return (
         [_acl("publishClientSend", t) for t in writes]
         + [_acl("subscribeLiteral", t) for t in reads]

@@ -4,7 +4,7 @@ device to the contract's limits before the broker stores or queues a message.
 Mosquitto 2.0 itself has no per-topic size limit, no way to refuse a retained message on some
 topics, and no per-client rate limit, so a device could grow the broker's memory and
 persistence without bound while the hub is away. The plugin adds exactly those three rules,
-configured from ``edge.contract`` (``device_limit``, ``RETAINED_CHANNELS``). It is compiled
+configured from the contract's channel table (``edge.contract.CHANNELS``). It is compiled
 once per broker machine from the source shipped here (``gcc`` and Debian's ``mosquitto-dev`` and
 ``libmosquitto-dev`` headers; ``./run.sh`` installs them) into the fleet's ``broker/`` folder.
 """
@@ -57,15 +57,17 @@ def build(broker_dir: Path) -> Path:
 
 def conf_lines(plugin: Path, exempt: list[str]) -> str:
     """The mosquitto.conf lines that load the guard with the contract's limits."""
-    channels = sorted(contract.DEVICE_CHANNELS | contract.KIOSK_CHANNELS)
-    limits = "".join(f"plugin_opt_limit_{c} {contract.device_limit(c)}\n" for c in channels)
+    limits = "".join(
+        f"plugin_opt_limit_{c} {contract.device_limit(c)}\n" for c in contract.device_channels()
+    )
+    unbudgeted = sorted({c.channel for c in contract.CHANNELS if not c.budgeted})
     return (
         f"plugin {plugin}\n"
         f"plugin_opt_root {contract.ROOT}\n"
         f"plugin_opt_exempt {' '.join(exempt)}\n"
         f"{limits}"
-        f"plugin_opt_retain {' '.join(sorted(contract.RETAINED_CHANNELS))}\n"
-        "plugin_opt_unbudgeted view\n"
+        f"plugin_opt_retain {' '.join(contract.retained_channels())}\n"
+        f"plugin_opt_unbudgeted {' '.join(unbudgeted)}\n"
         f"plugin_opt_rate_bytes {RATE_BYTES}\n"
         f"plugin_opt_burst_bytes {BURST_BYTES}\n"
     )
