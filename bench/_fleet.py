@@ -31,7 +31,7 @@ def fleet_and_broker(
     )
     for name, role in devices:
         fleet.add_device(name, role)
-    broker = MosquittoProcess(fleet.broker_conf, fleet.settings["broker"]["port"]).start()
+    broker = fleet.broker_process().start()
     return fleet, broker
 
 

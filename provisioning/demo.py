@@ -21,7 +21,7 @@ import tomllib
 from pathlib import Path
 
 from provisioning.fleet import Fleet
-from provisioning.mosquitto import BrokerNotFound, MosquittoProcess, wait_port
+from provisioning.mosquitto import BrokerNotFound, wait_port
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     logs = fleet.root / "logs"
     logs.mkdir(exist_ok=True)
     try:
-        broker = MosquittoProcess(fleet.broker_conf, args.port, log_file=logs / "mosquitto.log")
+        broker = fleet.broker_process(log_file=logs / "mosquitto.log")
         broker.start()
     except BrokerNotFound as e:
         print(f"error: {e}", file=sys.stderr)

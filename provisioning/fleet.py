@@ -41,6 +41,7 @@ from provisioning.broker import (
     revoke_device_commands,
     write_broker_files,
 )
+from provisioning.mosquitto import MosquittoProcess
 from provisioning.pki import Authority, serial_of
 from provisioning.signing import create_key
 
@@ -145,6 +146,16 @@ class Fleet:
     @property
     def hub_config(self) -> Path:
         return self.root / "hub" / "hub.toml"
+
+    def broker_process(self, log_file: Path | None = None) -> MosquittoProcess:
+        """This fleet's broker (not started): both listeners, the devices' and the hub's."""
+        broker = self.settings["broker"]
+        return MosquittoProcess(
+            self.broker_conf,
+            broker["port"],
+            log_file=log_file,
+            more_ports=(broker.get("hub_port", broker["port"] + 1),),
+        )
 
     @property
     def ca(self) -> Authority:

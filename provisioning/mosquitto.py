@@ -43,9 +43,18 @@ class MosquittoProcess:
     """A broker process; ``stop()`` is a clean shutdown (state saved), ``kill()`` is not."""
 
     def __init__(
-        self, conf: Path, port: int, host: str = "127.0.0.1", log_file: Path | None = None
+        self,
+        conf: Path,
+        port: int,
+        host: str = "127.0.0.1",
+        log_file: Path | None = None,
+        *,
+        more_ports: tuple[int, ...] = (),
     ):
+        """``port`` is the devices' listener; ``start()`` also waits for ``more_ports`` (the
+        hub's listener), so whoever connects next finds every listener open."""
         self.conf, self.port, self.host = conf, port, host
+        self.more_ports = more_ports
         self.log_file = log_file or conf.with_name("mosquitto.log")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -56,7 +65,8 @@ class MosquittoProcess:
         )
         out.close()
         try:
-            wait_port(self.host, self.port)
+            for port in (self.port, *self.more_ports):
+                wait_port(self.host, port)
         except TimeoutError:
             self.kill()
             raise RuntimeError(

@@ -75,7 +75,7 @@ def fleet(tmp_path: Path) -> Fleet:
 @pytest.fixture
 def broker(fleet: Fleet) -> Iterator[MosquittoProcess]:
     """Mosquitto running the fleet's generated config."""
-    proc = MosquittoProcess(fleet.broker_conf, fleet.settings["broker"]["port"]).start()
+    proc = fleet.broker_process().start()
     yield proc
     proc.kill()
 

@@ -10,7 +10,7 @@ from edge import contract
 from edge.config import load_config
 from edge.service import Service
 from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess, wait_port
+from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device
 from tests.mqtt_probe import Probe, wait_until
 from tests.running import RunningService
@@ -76,8 +76,7 @@ def test_broker_down_events_queue_on_disk_then_deliver_in_order(
         for i in range(10, 300):
             svc.emit("device.notice", notice(i))
         assert svc.outbox.depth() == 290
-        broker.start()  # waits for the devices' listener; the hub's opens just after
-        wait_port(broker.host, hub_probe.port)
+        broker.start()  # waits for both listeners, the devices' and the hub's
         with Probe(broker.host, hub_probe.port, hub_probe.identity).start() as probe:
             wait_until(lambda: len(probe.events("field-01")) >= 290, 20, "backlog delivered")
             seqs = [e.seq for e in probe.events("field-01")]
