@@ -672,6 +672,21 @@ HUB_STATE_CHANNEL = BY_NAME["hub/state"]
 HUB_STATE = HUB_STATE_CHANNEL.filter()
 _DEVICE_ROWS = tuple(c for c in CHANNELS if not c.hub_tree)
 
+#: the event kinds a town forwards to the prefecture broker (``provisioning.bridge``): alarms and
+#: ridership summaries; no other channel of a device's tree is ever bridged
+BRIDGED_KINDS: tuple[str, ...] = (
+    "wildlife.incursion",
+    "wildlife.incursion_end",
+    "ridership.stop_visit",
+)
+
+
+def bridged_filters() -> list[str]:
+    """Every device's topics of the bridged event kinds, without the ``ROOT/`` prefix."""
+    row = BY_NAME["event"]
+    return [row.filter(last=k).removeprefix(f"{ROOT}/") for k in BRIDGED_KINDS]
+
+
 #: channels whose payload is a JPEG, not JSON; what describes it rides in the MQTT v5 user
 #: property ``meta`` (JSON), so no frame is base64-inflated on a slow link
 BINARY_CHANNELS = frozenset(c.channel for c in CHANNELS if c.binary)

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 HUB_USER = "hub"
 ADMIN_USER = "fleet-admin"
 DYNSEC_FILE = "dynamic-security.json"
+#: extra config files the broker reads at start (a bridge's, see ``provisioning.bridge``)
+CONF_DIR = "conf.d"
 CONTROL = "$CONTROL/dynamic-security/v1"
 
 #: a normal fleet's 72-hour outage, with room to spare (README, "Security"): per client
@@ -230,6 +232,9 @@ listener {hub_port} {hub_bind}
 protocol mqtt
 cafile {hub_ca_dir / "ca.crt"}
 {tls}
+
+# a bridge to the prefecture broker, when provisioned (``provisioning.bridge``)
+include_dir {broker_dir / CONF_DIR}
 """
 
 
@@ -247,6 +252,7 @@ def write_broker_files(
     """Write mosquitto.conf and the plugin's state into ``broker_dir``; return the conf."""
     broker_dir.mkdir(parents=True, exist_ok=True)
     (broker_dir / "data").mkdir(exist_ok=True)
+    (broker_dir / CONF_DIR).mkdir(exist_ok=True)
     conf = broker_dir / "mosquitto.conf"
     plugin = guard.build(broker_dir)
     conf.write_text(

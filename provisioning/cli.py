@@ -1,4 +1,5 @@
-"""`mimamori provision`: create a fleet, issue and revoke devices, seed Pi images, sign models."""
+"""`mimamori provision`: create a fleet, issue and revoke devices, bridge a town to its
+prefecture, seed Pi images, sign models."""
 
 from __future__ import annotations
 
@@ -111,6 +112,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     img.set_defaults(func=_image)
 
+    bridge = psub.add_parser(
+        "bridge",
+        help="bridge this town's broker to the prefecture broker",
+        description="Forward this town's alarms and ridership summaries (and nothing else) to "
+        "the prefecture broker with Mosquitto's bridge, TLS both ways. The town's bridge "
+        "certificate is issued by the prefecture CA in PREFECTURE (created with the "
+        "prefecture broker's certificate and config if absent). Writes "
+        "FLEET/broker/conf.d/bridge.conf; restart the town broker to apply.",
+    )
+    bridge.add_argument("--town", required=True, help="town name (a-z, 0-9, '-')")
+    bridge.add_argument("--prefecture-host", required=True, help="prefecture broker address")
+    bridge.add_argument(
+        "--prefecture-port", type=int, default=8883, help="its port (default: %(default)s)"
+    )
+    bridge.add_argument(
+        "--prefecture",
+        type=Path,
+        default=Path("prefecture"),
+        help="the prefecture's directory: its CA and broker config (default: %(default)s)",
+    )
+    fleet_option(bridge)
+    bridge.set_defaults(func=_bridge)
+
     sign = psub.add_parser(
         "sign-model",
         help="sign a model file for a model-update job",
@@ -178,6 +202,20 @@ def _image(args: argparse.Namespace) -> int:
         f"wrote {', '.join(seed)} into partition {part.index} of {args.image} "
         f"(offset {part.start} bytes)"
     )
+    return 0
+
+
+@reports_errors
+def _bridge(args: argparse.Namespace) -> int:
+    from provisioning.bridge import Prefecture, bridge_town
+
+    fleet = Fleet.open(args.fleet)
+    pref = Prefecture.open_or_create(args.prefecture, args.prefecture_host, args.prefecture_port)
+    conf = bridge_town(
+        fleet.broker_conf.parent, pref, args.town, args.prefecture_host, args.prefecture_port
+    )
+    print(f"town {args.town} bridged to {args.prefecture_host}:{args.prefecture_port}: {conf}")
+    print(f"  prefecture broker config: {pref.conf}")
     return 0
 
 
