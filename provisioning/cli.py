@@ -91,9 +91,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="write a device's cloud-init seed into a Raspberry Pi OS image",
         description="Write user-data, network-config, meta-data and this project's wheel for "
         "NAME into the FAT boot partition of a Raspberry Pi OS .img file, with mtools: no root, "
-        "no loop mount. First boot installs that wheel after checking its sha256, never the "
-        "name from a package index; then it removes the private key and the Wi-Fi passphrase "
-        "from the boot partition and from cloud-init's state and logs.",
+        "no loop mount. The seed carries every wheel the Pi needs (Raspberry Pi OS 64-bit, "
+        "Python 3.11, aarch64) and their sha256; first boot installs them with pip "
+        "--require-hashes --no-index, never a name from a package index; then it removes the "
+        "private key and the Wi-Fi passphrase from the boot partition and from cloud-init's "
+        "state and logs.",
     )
     img.add_argument("--device", required=True, help="device id from the inventory")
     img.add_argument("--image", required=True, type=Path, help="Raspberry Pi OS .img file")
@@ -109,6 +111,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="WHEEL",
         help="a prebuilt mimamori .whl to ship in the seed (default: build one from this "
         "checkout with pip wheel); a package name is refused",
+    )
+    img.add_argument(
+        "--wheelhouse",
+        type=Path,
+        metavar="DIR",
+        help="the Pi's wheels and their requirements.txt, built before (default: download "
+        "them now into a scratch folder with pip download for aarch64, through pip's cache)",
     )
     img.set_defaults(func=_image)
 
@@ -134,6 +143,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     fleet_option(bridge)
     bridge.set_defaults(func=_bridge)
+
+    house = psub.add_parser(
+        "wheelhouse",
+        help="download the wheels a Pi needs, with their sha256",
+        description="Write into DIR this project's wheel, every wheel of its runtime "
+        "dependencies for Raspberry Pi OS 64-bit (Python 3.11, aarch64; pip download "
+        "--only-binary, through pip's cache) and requirements.txt pinning each by sha256, for "
+        "`provision image --wheelhouse DIR`. A dependency without such a wheel fails here, "
+        "named.",
+    )
+    house.add_argument("dir", type=Path, help="folder to fill")
+    house.add_argument(
+        "--package", metavar="WHEEL", help="a prebuilt mimamori .whl (default: build one)"
+    )
+    house.set_defaults(func=_wheelhouse)
 
     sign = psub.add_parser(
         "sign-model",
@@ -189,14 +213,26 @@ def _revoke(args: argparse.Namespace) -> int:
 def _image(args: argparse.Namespace) -> int:
     import tempfile
 
-    from provisioning.image import Network, boot_partition, build_seed, seed_wheel, write_files
+    from provisioning import wheelhouse
+    from provisioning.image import (
+        Network,
+        boot_partition,
+        build_seed,
+        requirements,
+        seed_wheel,
+        write_files,
+    )
 
     password = args.wifi_password_file.read_text().strip() if args.wifi_password_file else None
     fleet = Fleet.open(args.fleet)
     boot_partition(args.image)  # a wrong file is refused before the wheel is built
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = seed_wheel(args.package, Path(tmp))
-        seed = build_seed(fleet, args.device, Network(args.wifi_ssid, password), wheel=wheel)
+        wheel = seed_wheel(args.package, Path(tmp) / "own")
+        house = args.wheelhouse or wheelhouse.build(
+            Path(tmp) / "wheels", wheel, requirements(wheel)
+        )
+        network = Network(args.wifi_ssid, password)
+        seed = build_seed(fleet, args.device, network, wheel=wheel, wheelhouse=house)
     part = write_files(args.image, seed)
     print(
         f"wrote {', '.join(seed)} into partition {part.index} of {args.image} "
@@ -216,6 +252,20 @@ def _bridge(args: argparse.Namespace) -> int:
     )
     print(f"town {args.town} bridged to {args.prefecture_host}:{args.prefecture_port}: {conf}")
     print(f"  prefecture broker config: {pref.conf}")
+    return 0
+
+
+@reports_errors
+def _wheelhouse(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from provisioning import wheelhouse
+    from provisioning.image import requirements, seed_wheel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = seed_wheel(args.package, Path(tmp))
+        wheelhouse.build(args.dir, wheel, requirements(wheel))
+    print(f"wheelhouse for Raspberry Pi OS 64-bit in {args.dir}")
     return 0
 
 

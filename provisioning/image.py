@@ -4,14 +4,15 @@ The image's MBR partition table gives the FAT boot partition's offset; ``mtools`
 files straight into that partition inside the image file (``mcopy -i IMAGE@@OFFSET``).
 Nothing else in the image is touched.
 
-The software: the seed carries this project's own wheel, built from the checkout at seed time
-(``pip wheel --no-deps``) or given as a file, next to ``user-data`` on the boot partition.
-``user-data`` pins the wheel's sha256; first boot checks it with ``sha256sum -c`` and only then
-installs the wheel with ``pip install --no-index --no-deps``, so the name ``mimamori`` is never
-looked up on a package index (the public index has an unrelated project of that name). The
-wheel's dependencies are then installed from the index by their own names and the version
-ranges in ``pyproject.toml``; they are not hash-pinned, because the Pi's platform wheels
-(aarch64, its Python) are not known on the admin machine.
+The software: the seed carries a wheelhouse (``provisioning.wheelhouse``) in
+``mimamori-wheels/`` on the boot partition: this project's own wheel, built from the checkout
+at seed time (``pip wheel --no-deps``) or given as a file, and every wheel of its runtime
+dependencies for Raspberry Pi OS 64-bit (CPython 3.11, aarch64), downloaded on the admin
+machine. ``user-data`` writes the wheelhouse's ``requirements.txt`` (one ``name==version
+--hash=sha256:...`` line per wheel) to ``/opt/mimamori``; first boot installs with ``pip
+install --require-hashes --no-index --find-links``, so nothing is looked up on a package index
+(the public index has an unrelated project called ``mimamori``) and a wheel that does not
+match its hash is refused. The wheelhouse leaves the boot partition once installed.
 
 Secrets: the device's private key travels inside ``user-data`` (cloud-init writes it to
 ``/etc/mimamori`` readable only by the service user) and the Wi-Fi passphrase inside
@@ -20,7 +21,7 @@ Secrets: the device's private key travels inside ``user-data`` (cloud-init write
 installed, first boot runs ``/opt/mimamori/wipe-seed`` (``provisioning/wipe_seed.py``): it
 deletes cloud-init's copies of the raw user-data under ``/var/lib/cloud/instances/*/``
 (``user-data.txt``, ``user-data.txt.i``, ``cloud-config.txt``, ``obj.pkl``), redacts any other
-trace of the key or passphrase in cloud-init's state and logs, deletes the wheel and finally
+trace of the key or passphrase in cloud-init's state and logs and finally
 replaces ``user-data`` and ``network-config`` with the redacted copies. The key then lives only
 in ``/etc/mimamori/device.key`` and the passphrase only in the network manager's configuration.
 ``updates.network.when: [boot-new-instance]`` keeps cloud-init from ever re-applying the
@@ -29,9 +30,7 @@ redacted ``network-config``.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import shlex
 import shutil
 import struct
 import subprocess
@@ -47,6 +46,7 @@ from typing import Any
 import yaml
 
 from provisioning.fleet import Fleet, FleetError
+from provisioning.wheelhouse import load as load_wheelhouse
 
 SECTOR = 512
 FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}
@@ -110,13 +110,17 @@ def _target(image: Path, part: Partition) -> str:
 
 
 def write_files(image: Path, files: dict[str, bytes]) -> Partition:
-    """Copy ``files`` (name -> bytes) into the root of the image's boot partition."""
+    """Copy ``files`` (name -> bytes; a name may hold one folder, ``DIR/NAME``) into the root
+    of the image's boot partition."""
     part = boot_partition(image)
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in files.items():
             src = Path(tmp) / name
+            src.parent.mkdir(parents=True, exist_ok=True)
             src.write_bytes(data)
-            _mtools("mcopy", "-o", "-i", _target(image, part), str(src), f"::/{name}")
+        for top in sorted(Path(tmp).iterdir()):
+            recurse = ["-s"] if top.is_dir() else []
+            _mtools("mcopy", *recurse, "-o", "-i", _target(image, part), str(top), "::/")
     return part
 
 
@@ -219,22 +223,33 @@ def seed_wheel(package: str | None, out_dir: Path) -> Path:
     return check_wheel(path)
 
 
-def _install_steps(wheel: Path, data: bytes) -> tuple[list[list[str]], list[list[str]]]:
-    """First-boot commands: the wheel, hash-checked, never from an index; then its dependencies."""
-    pip = f"{INSTALL_DIR}/.venv/bin/pip"
-    on_boot = f"{BOOT_DIR}/{wheel.name}"
-    check = f"{hashlib.sha256(data).hexdigest()}  {on_boot}"
-    install = [
+WHEELS_DIR = "mimamori-wheels"
+REQUIREMENTS_PATH = f"{INSTALL_DIR}/requirements.txt"
+
+
+def _install_steps() -> list[list[str]]:
+    """First-boot commands: every wheel from the seed, each checked against its sha256."""
+    return [
         ["python3", "-m", "venv", f"{INSTALL_DIR}/.venv"],
         [
-            "sh",
-            "-c",
-            f"echo {shlex.quote(check)} | sha256sum -c - && "
-            f"{pip} install --no-index --no-deps {shlex.quote(on_boot)}",
+            f"{INSTALL_DIR}/.venv/bin/pip",
+            "install",
+            "--require-hashes",
+            "--no-index",
+            "--find-links",
+            f"{BOOT_DIR}/{WHEELS_DIR}",
+            "-r",
+            REQUIREMENTS_PATH,
         ],
     ]
-    dependencies = [[pip, "install", *requirements(wheel)]]
-    return install, dependencies
+
+
+def seed_wheelhouse(wheelhouse: Path, wheel: Path) -> tuple[str, dict[str, bytes]]:
+    """The wheelhouse's requirements and its files for the seed; it must hold ``wheel``."""
+    text, wheels = load_wheelhouse(wheelhouse)
+    if not any(w.read_bytes() == wheel.read_bytes() for w in wheels):
+        raise ImageError(f"{wheelhouse}: does not hold {wheel.name} (build it with that wheel)")
+    return text, {f"{WHEELS_DIR}/{w.name}": w.read_bytes() for w in wheels}
 
 
 # -- the seed ---------------------------------------------------------------------------
@@ -258,16 +273,17 @@ UNIT_BY_ROLE = {
 PACKAGES_BY_ROLE = {"kiosk": ["fonts-noto-cjk"]}
 
 
-def build_seed(fleet: Fleet, name: str, network: Network, *, wheel: Path) -> dict[str, bytes]:
-    """The cloud-init NoCloud files for device ``name``, with ``wheel`` to install on first boot."""
-    wheel = check_wheel(wheel)
-    wheel_data = wheel.read_bytes()
+def build_seed(
+    fleet: Fleet, name: str, network: Network, *, wheel: Path, wheelhouse: Path
+) -> dict[str, bytes]:
+    """The cloud-init NoCloud files for device ``name``: ``wheel`` and the rest of
+    ``wheelhouse`` (``provisioning.wheelhouse``) to install on first boot."""
     info = fleet.inventory().get(name)
     if info is None:
         raise FleetError(f"device {name!r} is not in the inventory")
     if info.get("revoked"):
         raise FleetError(f"device {name!r} is revoked")
-    install, dependencies = _install_steps(wheel, wheel_data)
+    requirements, wheel_files = seed_wheelhouse(wheelhouse, check_wheel(wheel))
     dev_dir = fleet.root / "devices" / name
     config = fleet.device_config(name).read_text()
     config = _installed_config(config)
@@ -299,6 +315,7 @@ def build_seed(fleet: Fleet, name: str, network: Network, *, wheel: Path) -> dic
             "permissions": "0644",
         },
         {"path": WIPE_PATH, "content": WIPE_SCRIPT.read_text(), "permissions": "0700"},
+        {"path": REQUIREMENTS_PATH, "content": requirements, "permissions": "0644"},
     ]
     unit = UNIT_BY_ROLE[info["role"]]
     unit_file = UNITS_DIR / unit
@@ -326,14 +343,14 @@ def build_seed(fleet: Fleet, name: str, network: Network, *, wheel: Path) -> dic
         # cloud-init applies network-config once; later boots must not apply the redacted copy
         "updates": {"network": {"when": ["boot-new-instance"]}},
         "package_update": True,
-        "packages": ["python3-venv", "python3-pip", *PACKAGES_BY_ROLE.get(info["role"], [])],
+        "packages": ["python3-venv", *PACKAGES_BY_ROLE.get(info["role"], [])],
         "write_files": public_files + secret_files,
         "runcmd": [
-            *install,
+            *_install_steps(),
             # the key and the passphrase leave the boot partition and cloud-init's state as
-            # soon as the wheel is in: deferred write_files ran before runcmd
+            # soon as the wheels are in: deferred write_files ran before runcmd
             ["python3", WIPE_PATH, "--root", "/"],
-            *dependencies,
+            ["rm", "-rf", f"{BOOT_DIR}/{WHEELS_DIR}"],
             ["systemctl", "daemon-reload"],
             ["systemctl", "enable", "--now", unit],
             ["sync"],
@@ -348,7 +365,7 @@ def build_seed(fleet: Fleet, name: str, network: Network, *, wheel: Path) -> dic
         "meta-data": _yaml(
             {"instance-id": f"mimamori-{name}-{info['serial'][-8:]}", "local-hostname": name}
         ),
-        wheel.name: wheel_data,
+        **wheel_files,
     }
 
 

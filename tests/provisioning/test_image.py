@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from provisioning import image
+from provisioning import wheelhouse as wheelhouse_mod
 from provisioning.fleet import Fleet
 
 MB = 1024 * 1024
@@ -69,6 +70,19 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return image.build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    """A wheelhouse as `provision wheelhouse` leaves it: this project's wheel and a
+    dependency's (a stand-in: the seed only carries and pins it), with requirements.txt."""
+    folder = tmp_path_factory.mktemp("wheelhouse")
+    (folder / wheel.name).write_bytes(wheel.read_bytes())
+    (folder / "tiny_dep-1.0-py3-none-any.whl").write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    (folder / wheelhouse_mod.REQUIREMENTS).write_text(
+        wheelhouse_mod.requirements_text(sorted(folder.glob("*.whl")))
+    )
+    return folder
+
+
 @pytest.fixture
 def pi_image(tmp_path: Path) -> tuple[Path, int, int]:
     img = tmp_path / "raspios.img"
@@ -76,12 +90,16 @@ def pi_image(tmp_path: Path) -> tuple[Path, int, int]:
     return img, start, size
 
 
-def test_seed_is_written_and_read_back_byte_identical(fleet: Fleet, pi_image, wheel) -> None:
+def test_seed_is_written_and_read_back_byte_identical(
+    fleet: Fleet, pi_image, wheel, wheelhouse
+) -> None:
     img, root_start, root_size = pi_image
     fleet.add_device("field-07", "wildlife", location="east orchard")
     mbr_before = img.read_bytes()[:512]
     root_before = digest(img, root_start, root_size)
-    seed = image.build_seed(fleet, "field-07", image.Network("townnet", "s3cret"), wheel=wheel)
+    seed = image.build_seed(
+        fleet, "field-07", image.Network("townnet", "s3cret"), wheel=wheel, wheelhouse=wheelhouse
+    )
     part = image.write_files(img, seed)
     assert part.index == 1 and part.start == 2048 * 512
     for name, data in seed.items():
@@ -90,9 +108,11 @@ def test_seed_is_written_and_read_back_byte_identical(fleet: Fleet, pi_image, wh
     assert img.read_bytes()[:512] == mbr_before
 
 
-def test_user_data_has_what_cloud_init_needs_and_key_leaves_boot(fleet: Fleet, wheel) -> None:
+def test_user_data_has_what_cloud_init_needs_and_key_leaves_boot(
+    fleet: Fleet, wheel, wheelhouse
+) -> None:
     fleet.add_device("bus-03", "ridership")
-    seed = image.build_seed(fleet, "bus-03", image.Network(), wheel=wheel)
+    seed = image.build_seed(fleet, "bus-03", image.Network(), wheel=wheel, wheelhouse=wheelhouse)
     user = yaml.safe_load(seed["user-data"])
     assert seed["user-data"].startswith(b"#cloud-config\n")
     assert user["hostname"] == "bus-03"
@@ -106,17 +126,26 @@ def test_user_data_has_what_cloud_init_needs_and_key_leaves_boot(fleet: Fleet, w
     )
     runcmd = user["runcmd"]
     assert ["systemctl", "enable", "--now", "mimamori-ridership.service"] in runcmd
-    # the shipped wheel, checked against its sha256, installed without any index
-    assert seed[wheel.name] == wheel.read_bytes()
-    install = runcmd[1][2]
+    # every shipped wheel, checked against its sha256, installed without any index
+    seeded = {n for n in seed if n.startswith("mimamori-wheels/")}
+    assert seeded == {f"mimamori-wheels/{w.name}" for w in wheelhouse.glob("*.whl")}
+    assert seed[f"mimamori-wheels/{wheel.name}"] == wheel.read_bytes()
     sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    assert f"{sha}  /boot/firmware/{wheel.name}" in install and "sha256sum -c -" in install
-    assert install.endswith(f"pip install --no-index --no-deps /boot/firmware/{wheel.name}")
-    deps = runcmd[3]
-    assert deps[:2] == ["/opt/mimamori/.venv/bin/pip", "install"] and "paho-mqtt<3,>=2.1" in deps
-    assert not [d for d in deps[2:] if d.startswith("mimamori")]
-    # the wipe runs once the wheel is in, before the slow dependency download
+    pins = paths["/opt/mimamori/requirements.txt"]["content"].splitlines()
+    assert f"mimamori==0.1.0 --hash=sha256:{sha}" in pins and len(pins) == 2
+    assert runcmd[1] == [
+        "/opt/mimamori/.venv/bin/pip",
+        "install",
+        "--require-hashes",
+        "--no-index",
+        "--find-links",
+        "/boot/firmware/mimamori-wheels",
+        "-r",
+        "/opt/mimamori/requirements.txt",
+    ]
+    # the wipe runs once the wheels are in; then the wheels leave the boot partition
     assert runcmd[2] == ["python3", "/opt/mimamori/wipe-seed", "--root", "/"]
+    assert runcmd[3] == ["rm", "-rf", "/boot/firmware/mimamori-wheels"]
     assert user["updates"] == {"network": {"when": ["boot-new-instance"]}}
     redacted = seed["user-data.redacted"]
     assert b"PRIVATE KEY" not in redacted and b"PRIVATE KEY" in seed["user-data"]
@@ -131,9 +160,13 @@ def test_user_data_has_what_cloud_init_needs_and_key_leaves_boot(fleet: Fleet, w
 @pytest.mark.skipif(
     not shutil.which("cloud-init"), reason="cloud-init is installed by ./run.sh test"
 )
-def test_user_data_passes_cloud_init_schema(fleet: Fleet, tmp_path: Path, wheel) -> None:
+def test_user_data_passes_cloud_init_schema(
+    fleet: Fleet, tmp_path: Path, wheel, wheelhouse
+) -> None:
     fleet.add_device("kiosk-02", "kiosk")
-    seed = image.build_seed(fleet, "kiosk-02", image.Network("office", "pw"), wheel=wheel)
+    seed = image.build_seed(
+        fleet, "kiosk-02", image.Network("office", "pw"), wheel=wheel, wheelhouse=wheelhouse
+    )
     wifi = yaml.safe_load(seed["network-config"])["wifis"]["wlan0"]["access-points"]
     assert wifi == {"office": {"password": "pw"}}
     redacted = yaml.safe_load(seed["network-config.redacted"])["wifis"]["wlan0"]
@@ -151,11 +184,12 @@ def test_user_data_passes_cloud_init_schema(fleet: Fleet, tmp_path: Path, wheel)
 
 
 def test_cli_writes_into_image_and_refuses_non_images(
-    fleet: Fleet, pi_image, tmp_path: Path, wheel
+    fleet: Fleet, pi_image, tmp_path: Path, wheel, wheelhouse
 ) -> None:
     img, _, _ = pi_image
     fleet.add_device("field-08", "wildlife")
     cli = [sys.executable, "-m", "edge.cli", "provision", "image", "--fleet", str(fleet.root)]
+    cli += ["--wheelhouse", str(wheelhouse)]
     ok = subprocess.run(
         [*cli, "--device", "field-08", "--image", str(img), "--package", str(wheel)],
         capture_output=True,
@@ -163,7 +197,8 @@ def test_cli_writes_into_image_and_refuses_non_images(
     )
     assert ok.returncode == 0, ok.stderr
     assert b"hostname: field-08" in read_back(img, "user-data")
-    assert read_back(img, wheel.name) == wheel.read_bytes()
+    assert read_back(img, f"mimamori-wheels/{wheel.name}") == wheel.read_bytes()
+    assert b"--require-hashes" in read_back(img, "user-data")
     other = tmp_path / "other-1.0-py3-none-any.whl"
     other.write_bytes(wheel.read_bytes())
     wrong = subprocess.run(
