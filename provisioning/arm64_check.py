@@ -106,7 +106,10 @@ def check(root: Path, image: Path, wheels: Path | None = None) -> str:
     shutil.copy(image, work / image.name)
     config = work / "device" / "device.toml"
     cfg = tomllib.loads(config.read_text())
-    cfg["wildlife"] = {"model": "/opt/check/models/efficientnet-lite0.toml"}
+    cfg["wildlife"] = {
+        "source": f"/opt/check/{image.name}",
+        "model": "/opt/check/models/efficientnet-lite0.toml",
+    }
     config.write_text(tomli_w.dumps(cfg))
     proc = root / "proc"
     _run(["mount", "-t", "proc", "proc", str(proc)])

@@ -7,8 +7,8 @@ run with their absolute paths moved under that tree (``systemctl`` and ``sync`` 
 
 - A stranger's package: a package index on loopback serves, like the public index, an
   unrelated project called ``mimamori`` (and stub packages for every other name). First boot
-  must install this project's wheel from the boot partition, never ask the index for
-  ``mimamori``, and refuse a wheel that does not match the pinned hash.
+  must install this project's wheel and its dependencies from the seed's wheelhouse, never
+  ask the index for anything, and refuse a wheel that does not match the pinned hash.
 - Secrets left behind: after first boot no file in the tree (boot partition, cloud-init's
   instance directory, its run directory and logs) may hold the device's private key or the
   Wi-Fi passphrase, except the two places that must: ``/etc/mimamori/device.key`` and the
@@ -42,7 +42,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from provisioning import image
+from provisioning import image, wheelhouse
 from provisioning.fleet import Fleet
 from tests.provisioning.test_image import make_image
 
@@ -93,13 +93,17 @@ def boot_files(img: Path) -> dict[str, bytes]:
     env = {"MTOOLS_SKIP_CHECK": "1"}
     start = image.boot_partition(img).start
     listing = subprocess.run(
-        ["mdir", "-b", "-i", f"{img}@@{start}", "::/"],
+        ["mdir", "-/", "-b", "-i", f"{img}@@{start}", "::/"],
         check=True,
         capture_output=True,
         text=True,
         env=env,
     ).stdout
-    names = [line.removeprefix("::/") for line in listing.split() if line.startswith("::/")]
+    names = [
+        line.removeprefix("::/")
+        for line in listing.split()
+        if line.startswith("::/") and not line.endswith("/")
+    ]
     return {
         n: subprocess.run(
             ["mtype", "-i", f"{img}@@{start}", f"::/{n}"], check=True, capture_output=True, env=env
@@ -108,13 +112,32 @@ def boot_files(img: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """This checkout's wheel and a wheelhouse with it and a stub wheel for each runtime
+    dependency (pure Python, so first boot can be played on this machine)."""
+    folder = tmp_path_factory.mktemp("wheelhouse")
+    own = image.build_wheel(folder)
+    for dep in wheelhouse.runtime_dependencies():
+        req = Requirement(dep)
+        version = next(v for v in sorted(stub_versions()) if req.specifier.contains(v))
+        filename, data = stub_wheel(
+            req.name, version, {f"{req.name.replace('-', '_')}_stub.py": ""}
+        )
+        (folder / filename).write_bytes(data)
+    reqs = wheelhouse.requirements_text(sorted(folder.glob("*.whl")))
+    (folder / wheelhouse.REQUIREMENTS).write_text(reqs)
+    return own, folder
+
+
 @pytest.fixture
-def flashed(fleet: Fleet, tmp_path: Path) -> dict[str, bytes]:
-    """The boot partition of an image seeded by the CLI with its defaults, plus Wi-Fi."""
+def flashed(fleet: Fleet, tmp_path: Path, wheels: tuple[Path, Path]) -> dict[str, bytes]:
+    """The boot partition of an image seeded by the CLI, plus Wi-Fi."""
     fleet.add_device("field-09", "wildlife", location="north orchard")
     img = tmp_path / "raspios.img"
     make_image(img)
-    res = provision(fleet, img)
+    own, house = wheels
+    res = provision(fleet, img, "--package", str(own), "--wheelhouse", str(house))
     assert res.returncode == 0, res.stderr
     return boot_files(img)
 
@@ -140,6 +163,7 @@ def lay_out(root: Path, boot: dict[str, bytes], doc: dict[str, Any]) -> None:
     fw = root / "boot/firmware"
     fw.mkdir(parents=True)
     for name, data in boot.items():
+        (fw / name).parent.mkdir(parents=True, exist_ok=True)
         (fw / name).write_bytes(data)
     for f in doc.get("write_files") or []:
         path = root / f["path"].lstrip("/")
@@ -245,11 +269,15 @@ class Index:
         return f"<html><body>{''.join(links)}</body></html>".encode(), "text/html"
 
 
+def stub_versions() -> set[str]:
+    """Every version the dependencies' ranges name, and 99.0."""
+    deps = wheelhouse.runtime_dependencies()
+    return {"99.0"} | {s.version for d in deps for s in Requirement(d).specifier}
+
+
 @pytest.fixture
 def stranger_index() -> Iterator[Index]:
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    versions = {"99.0"} | {s.version for d in deps for s in Requirement(d).specifier}
-    index = Index(versions)
+    index = Index(stub_versions())
     yield index
     index.server.shutdown()
     index.server.server_close()
@@ -296,16 +324,16 @@ def test_first_boot_installs_the_shipped_wheel_not_the_index_namesake(
     assert (site / f"mimamori-{PROJECT_VERSION}.dist-info").is_dir()
     installed = (site / "edge" / "cli.py").read_bytes()
     assert installed == (ROOT / "edge" / "cli.py").read_bytes()
-    assert not [r for r in stranger_index.requests if "/mimamori/" in r], stranger_index.requests
-    assert (site / "paho_mqtt_stub.py").exists()  # dependencies do come from the index
+    assert not stranger_index.requests, stranger_index.requests  # the index is never asked
+    assert (site / "paho_mqtt_stub.py").exists()  # dependencies come from the seed's wheels
 
 
 def test_a_wheel_swapped_on_the_boot_partition_is_refused(
     flashed: dict[str, bytes], stranger_index: Index, tmp_path: Path
 ) -> None:
     doc = user_data(flashed)
-    shipped = [n for n in flashed if n.endswith(".whl")]
-    assert shipped == [f"mimamori-{PROJECT_VERSION}-py3-none-any.whl"], sorted(flashed)
+    shipped = [n for n in flashed if n.endswith(".whl") and "/mimamori-" in n]
+    assert shipped == [f"mimamori-wheels/mimamori-{PROJECT_VERSION}-py3-none-any.whl"], shipped
     for name, forged in (
         ("stranger", STRANGER[1]),
         ("one byte", flashed[shipped[0]][:-1] + bytes([flashed[shipped[0]][-1] ^ 1])),
@@ -315,7 +343,7 @@ def test_a_wheel_swapped_on_the_boot_partition_is_refused(
         install = [s for s in doc["runcmd"] if is_install(s)]
         results = run_steps(root, install[:2], pip_env(stranger_index))
         assert results[-1].returncode != 0, name
-        assert "FAILED" in results[-1].stdout + results[-1].stderr, name
+        assert "DO NOT MATCH THE HASHES" in results[-1].stdout + results[-1].stderr, name
         site = site_packages(root)
         assert not list(site.glob("mimamori-*.dist-info")), name
         assert not (site / "stranger.py").exists(), name
@@ -402,4 +430,5 @@ def test_first_boot_leaves_no_key_or_wifi_password_behind(
     assert yaml.safe_load((fw / "user-data").read_bytes())["hostname"] == "field-09"
     wifi = yaml.safe_load((fw / "network-config").read_bytes())["wifis"]["wlan0"]
     assert WIFI_SSID in wifi["access-points"]
-    assert not list(fw.glob("*.whl")) and not list(fw.glob("*.redacted"))
+    assert not list(fw.rglob("*.whl")) and not list(fw.glob("*.redacted"))
+    assert not (fw / "mimamori-wheels").exists()
