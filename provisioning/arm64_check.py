@@ -102,14 +102,10 @@ def check(root: Path, image: Path, wheels: Path | None = None) -> str:
         fleet = Fleet.init(Path(tmp) / "fleet")
         fleet.add_device("field-01", "wildlife", data_dir=Path("/opt/check/data"))
         shutil.copytree(Path(tmp) / "fleet" / "devices" / "field-01", work / "device")
-    shutil.copytree(CHECKOUT / "models", work / "models")
     shutil.copy(image, work / image.name)
     config = work / "device" / "device.toml"
     cfg = tomllib.loads(config.read_text())
-    cfg["wildlife"] = {
-        "source": f"/opt/check/{image.name}",
-        "model": "/opt/check/models/efficientnet-lite0.toml",
-    }
+    cfg["wildlife"] = {"source": f"/opt/check/{image.name}"}
     config.write_text(tomli_w.dumps(cfg))
     proc = root / "proc"
     _run(["mount", "-t", "proc", "proc", str(proc)])
@@ -127,6 +123,10 @@ def check(root: Path, image: Path, wheels: Path | None = None) -> str:
             "-r",
             "/opt/check/wheels/requirements.txt",
         )
+        # the wheel does not carry models/, and edge.vision.manifest looks for it beside the
+        # installed packages: put the checkout's there, where a Pi must have them too
+        site = next((root / APP.lstrip("/") / ".venv" / "lib").glob("python3*/site-packages"))
+        shutil.copytree(CHECKOUT / "models", site / "models", dirs_exist_ok=True)
         cli = f"{APP}/.venv/bin/mimamori"
         out += _chroot(root, cli, "check-config", "/opt/check/device/device.toml")
         out += _chroot(
@@ -134,8 +134,6 @@ def check(root: Path, image: Path, wheels: Path | None = None) -> str:
             cli,
             "wildlife",
             "scan",
-            "--model",
-            "/opt/check/models/efficientnet-lite0.toml",
             f"/opt/check/{image.name}",
         )
     finally:
