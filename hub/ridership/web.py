@@ -6,10 +6,20 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from hub.pages.access import audit, parts, require
-from hub.ridership import data, export, report
+from hub.ridership import data, export, names, report
 
 #: the service dates the page and the exports accept
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
@@ -113,6 +123,7 @@ def page_for(f: report.Filter, status: int = 200) -> Any:
         f=f,
         rep=rep,
         routes=routes,
+        names=names.load(current_app.config.get("RIDERSHIP_GTFS")),
         untagged=visits.untagged,
         factors=data.get_factors(store),
         vehicles=sorted({t.vehicle for t in visits.trips}),
