@@ -23,12 +23,16 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioning.demo import MEDIA
 
+if TYPE_CHECKING:  # playwright comes with the test extras; `--help` works without it
+    from playwright.sync_api import ViewportSize
+
 CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's; `./run.sh test` installs it
-STAFF_SIZE = {"width": 1280, "height": 800}
-KIOSK_SIZE = {"width": 800, "height": 480}  # the kiosk's 7-inch screen
+STAFF_SIZE: ViewportSize = {"width": 1280, "height": 800}
+KIOSK_SIZE: ViewportSize = {"width": 800, "height": 480}  # the kiosk's 7-inch screen
 MAX_BYTES = 300_000
 STOP_VISITS = 3  # enough for the ridership page to show a few stops
 #: file name, page of the hub
@@ -91,12 +95,15 @@ def reported(db: Path, sql: str) -> bool:
 def shrink(path: Path) -> None:
     """Drop the low bits of each colour until the PNG is under ``MAX_BYTES``."""
     import cv2
+    import numpy as np
 
     image = cv2.imread(str(path))
+    if image is None:
+        raise SystemExit(f"error: cannot read back {path}")
     for mask in (0xF8, 0xF0, 0xE0):
         if path.stat().st_size <= MAX_BYTES:
             return
-        cv2.imwrite(str(path), image & mask, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        cv2.imwrite(str(path), np.bitwise_and(image, mask), [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 def take(out: Path, media: Path, timeout: float) -> list[Path]:
@@ -129,8 +136,8 @@ def take(out: Path, media: Path, timeout: float) -> list[Path]:
         staff.fill("input[name=password]", password)
         staff.click("button[type=submit]")
         staff.wait_for_url(f"{url}/")
-        for name, path in HUB_PAGES:
-            staff.goto(url + path)
+        for name, page in HUB_PAGES:
+            staff.goto(url + page)
             staff.wait_for_load_state("networkidle")
             saved.append(out / name)
             staff.screenshot(path=saved[-1])
