@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from edge.contract import Priority
+from edge.contract import ModelInfo, Priority
 from edge.link import CommandHandler, Link
 from edge.outbox import Outbox, Row
 
@@ -109,6 +109,8 @@ class App(ABC):
     tick_s: float = 0.1
     #: commands the app adds to the link's (name -> handler), e.g. the kiosk's call control
     commands: Mapping[str, CommandHandler] = MappingProxyType({})
+    #: the model it has loaded, told to the hub in birth and tele (None: it runs no model)
+    model_info: ModelInfo | None = None
 
     @abstractmethod
     def step(self, now: float) -> None: ...

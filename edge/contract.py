@@ -201,9 +201,16 @@ class StatePayload(Payload):
 
 
 class ModelInfo(BaseModel):
+    """The model a device's app has loaded (or, before its app starts, the newest update)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(max_length=100)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    version: int | None = Field(None, ge=0, description="an update's version")
+    source: Literal["image", "update", "local"] | None = Field(
+        None,
+        description="came with the image (models/), a signed update, or a file set in the config",
+    )
 
 
 class BirthPayload(Payload):
@@ -228,6 +235,7 @@ class TelePayload(Payload):
     outbox_dropped: int = Field(0, ge=0)
     fps: float | None = Field(None, ge=0)
     inference_ms: float | None = Field(None, ge=0)
+    model: ModelInfo | None = None
 
 
 class Priority(IntEnum):

@@ -33,6 +33,7 @@ def sample(
     outbox_dropped: int = 0,
     fps: float | None = None,
     inference_ms: float | None = None,
+    model: contract.ModelInfo | None = None,
 ) -> contract.TelePayload:
     disk = shutil.disk_usage(data_dir if data_dir.exists() else data_dir.parent)
     return contract.TelePayload(
@@ -46,4 +47,5 @@ def sample(
         outbox_dropped=outbox_dropped,
         fps=fps,
         inference_ms=inference_ms,
+        model=model,
     )

@@ -32,7 +32,9 @@ def encode(kind: str, data: dict[str, Any]) -> tuple[str, int]:
     contract.event("x", kind)  # validates the kind's shape
     schema = contract.EVENT_DATA.get(kind)
     if schema is None:
-        raise contract.ContractError(f"event kind {kind!r} is not in the contract")
+        raise contract.ContractError(
+            f"event kind {kind!r} is not in the contract", reason=contract.Reason.UNKNOWN_KIND
+        )
     schema.model_validate(data)
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return text, len(text) + ROW_OVERHEAD

@@ -123,7 +123,7 @@ class Service:
         return {
             "role": self.cfg.device.role,
             "sw_version": SW_VERSION,
-            "model": self._model_info(),
+            "model": self._model(),
             "config_version": self.link.twin_version,
             "boot_id": self.boot_id,
             "capabilities": ["twin", "cmd"],
@@ -188,15 +188,21 @@ class Service:
             url, context=ctx, timeout=updates.FETCH_TIMEOUT_S
         )
 
-    def _model_info(self) -> dict[str, str] | None:
+    def _model(self) -> dict[str, Any] | None:
+        """The model the app has loaded; before it has, the newest installed update."""
+        app = self.app
+        if app is not None and app.model_info is not None:
+            return app.model_info.model_dump(mode="json")
         if not self.models.root.is_dir():
             return None
         for slot in sorted(self.models.root.iterdir()):
             current = self.models.current(slot.name)
             if current is not None:
                 return {
-                    "name": f"{slot.name} v{self.models.installed_version(slot.name)}",
+                    "name": slot.name,
+                    "version": self.models.installed_version(slot.name),
                     "sha256": hashlib.sha256(current.read_bytes()).hexdigest(),
+                    "source": "update",
                 }
         return None
 
@@ -284,6 +290,7 @@ class Service:
     def send_tele(self) -> bool:
         with self._app_lock:
             app = self.app.telemetry() if self.app is not None else Telemetry()
+            model = self.app.model_info if self.app is not None else None
         return self.link.publish_tele(
             health.sample(
                 self.data_dir,
@@ -291,6 +298,7 @@ class Service:
                 outbox_dropped=self.outbox.dropped(),
                 fps=app.fps,
                 inference_ms=app.inference_ms,
+                model=model,
             )
         )
 

@@ -14,11 +14,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import sdnotify
 from flask import Flask
 
+from edge.webserver import WebServer
 from hub import clock
 from hub.alerts import Alerts
 from hub.auth import ROLES, Accounts
@@ -111,28 +111,25 @@ class Hub:
     app: Flask
     alerts: Alerts
     relay: Relay
-    _server: Any = field(default=None, repr=False)
+    _server: WebServer | None = field(default=None, repr=False)
 
     def start(self, web: bool = True) -> Hub:
         self.ingest.start()
         self.relay.start()
         if web:
-            from waitress.server import create_server
-
-            self._server = create_server(
+            self._server = WebServer(
                 self.app,
                 host=self.cfg.web.bind,
                 port=self.cfg.web.port,
                 threads=32,  # each staff console long-polls two views and the voice
-                ident="mimamori",
-            )
-            threading.Thread(target=self._server.run, name="web", daemon=True).start()
+                name="mimamori",
+            ).start()
             log.info("staff pages on http://%s:%d/", self.cfg.web.bind, self.cfg.web.port)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
+            self._server.stop()
         self.relay.stop()
         self.ingest.stop()
         self.alerts.close()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edge.tomlfile import load_toml
+from edge.transport import Endpoint
 from hub.errors import HubConfigError
 
 #: exit status of the hub started with a bad config (as for devices: sysexits EX_CONFIG)
@@ -37,22 +36,21 @@ class MqttSection(Section):
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive")
     tls: TlsSection | None = Field(None, description="TLS identity; omit only on loopback")
 
-    def client(self, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
+    def endpoint(self, client_id: str, **session: Any) -> Endpoint:
+        """The broker and the hub's identity, for ``edge.transport`` (``session``: more
+        ``Endpoint`` fields, e.g. a persistent session)."""
+        tls = self.tls
+        return Endpoint(
+            host=self.host,
+            port=self.port,
             client_id=client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=manual_ack,
+            username=self.username,
+            ca_file=tls.ca_file if tls else None,
+            cert_file=tls.cert_file if tls else None,
+            key_file=tls.key_file if tls else None,
+            keepalive_s=self.keepalive_s,
+            **session,
         )
-        client.username_pw_set(self.username)
-        if self.tls:
-            client.tls_set(
-                ca_certs=str(self.tls.ca_file),
-                certfile=str(self.tls.cert_file),
-                keyfile=str(self.tls.key_file),
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        return client
 
 
 class StoreSection(Section):

@@ -87,3 +87,15 @@ def sentence(kind: str, data: Data) -> str:
         return make(data)
     except (KeyError, TypeError, ValueError):
         return kind  # stored data is schema-checked; this is for rows from older versions
+
+
+SOURCES = {"image": "with the image", "update": "update", "local": "file set in the config"}
+
+
+def model_label(model: dict[str, Any]) -> str:
+    """'efficientnet-lite0 (with the image)', 'monkey v3 (update)': what a device runs."""
+    name = str(model.get("name", "?"))
+    if model.get("version"):
+        name += f" v{model['version']}"
+    source = SOURCES.get(str(model.get("source")))
+    return f"{name} ({source})" if source else name

@@ -30,8 +30,8 @@ from functools import partial
 from typing import Any
 
 from edge import contract
-from edge.transport import Endpoint, MqttTransport, Packet, Transport, TransportFactory, Will
-from hub.config import HubConfig, MqttSection
+from edge.transport import MqttTransport, Packet, Transport, TransportFactory, Will
+from hub.config import HubConfig
 from hub.roster import Roster
 from hub.store import Message, Store
 
@@ -41,22 +41,6 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 COMMAND_EXPIRY_S = 60
 #: the ``$share`` group of the hub processes that split the devices' events
 SHARE_GROUP = "hub"
-
-
-def endpoint_of(m: MqttSection, client_id: str, **session: Any) -> Endpoint:
-    """The broker and the hub's identity from ``hub.toml`` (``session``: Endpoint fields)."""
-    tls = m.tls
-    return Endpoint(
-        host=m.host,
-        port=m.port,
-        client_id=client_id,
-        username=m.username,
-        ca_file=tls.ca_file if tls else None,
-        cert_file=tls.cert_file if tls else None,
-        key_file=tls.key_file if tls else None,
-        keepalive_s=m.keepalive_s,
-        **session,
-    )
 
 
 @dataclass(frozen=True)
@@ -91,8 +75,7 @@ class Ingest:
             "on_connect": self._on_connect,
             "on_reject": self._refused,
         }
-        endpoint = endpoint_of(
-            cfg.mqtt,
+        endpoint = cfg.mqtt.endpoint(
             cfg.mqtt.client_id,
             clean_start=False,
             session_expiry_s=SESSION_EXPIRY_S,

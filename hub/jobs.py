@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from edge import contract
+from edge.transport import MqttTransport
 from hub.config import HubConfig
 
 #: inline models must fit in one MQTT message under the broker's 2 MiB packet limit
@@ -41,16 +42,15 @@ def model_job(model: bytes, signed: contract.SignedManifest) -> contract.JobDocu
 
 def publish(cfg: HubConfig, dev: str, job: contract.JobDocument, timeout: float = 30) -> None:
     """Publish ``job`` for ``dev`` as a one-shot hub client (not the ingest session)."""
-    m = cfg.mqtt
-    client = m.client(f"hub-cli-{uuid.uuid4().hex[:8]}")
-    client.connect(m.host, m.port)
-    client.loop_start()
+    link = MqttTransport(cfg.mqtt.endpoint(f"hub-cli-{uuid.uuid4().hex[:8]}"))
+    link.start()
     try:
-        info = client.publish(contract.job(dev, job.job_id), job.dumps(), qos=1, retain=True)
+        if not link.wait_connected(timeout):
+            raise JobError(f"cannot reach the broker at {cfg.mqtt.host}:{cfg.mqtt.port}")
+        info = link.publish(contract.job(dev, job.job_id), job.dumps(), qos=1, retain=True)
         info.wait_for_publish(timeout)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        link.stop()
 
 
 def read_signed(path: Path) -> contract.SignedManifest:

@@ -28,7 +28,7 @@ from hub.auth import SESSION_LIFETIME, Accounts, Throttle
 from hub.clock import ago, duration, local, when, zone
 from hub.counter import web as counter
 from hub.counter.relay import Relay
-from hub.events import sentence
+from hub.events import model_label, sentence
 from hub.ingest import Ingest
 from hub.pages import alerts as alerts_pages
 from hub.pages import api, commands, fleet, session
@@ -63,6 +63,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "when": when,
     "sentence": sentence,
     "duration": duration,
+    "model_label": model_label,
     "localtime": lambda iso: local(str(iso)).strftime("%H:%M"),
     "without_images": lambda d: {k: v for k, v in d.items() if not k.endswith("_jpeg")},
     "pretty": lambda v: json.dumps(v, indent=2, ensure_ascii=False),

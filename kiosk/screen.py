@@ -10,10 +10,11 @@ app never grants.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, abort, jsonify, render_template, request
+
+from edge.webserver import WebServer
 
 if TYPE_CHECKING:
     from kiosk.app import KioskApp
@@ -110,19 +111,15 @@ def snapshot(kiosk: KioskApp) -> dict[str, Any]:
 
 class Screen:
     def __init__(self, kiosk: KioskApp, *, port: int, host: str = "127.0.0.1") -> None:
-        from waitress.server import create_server
-
-        self.server = create_server(
-            create_screen(kiosk), host=host, port=port, threads=6, ident="mimamori-kiosk"
+        self.server = WebServer(
+            create_screen(kiosk), host=host, port=port, threads=6, name="mimamori-kiosk"
         )
-        self.port = int(self.server.effective_port)
-        self._thread: threading.Thread | None = None
+        self.port = self.server.port
 
     def start(self) -> Screen:
-        self._thread = threading.Thread(target=self.server.run, name="screen", daemon=True)
-        self._thread.start()
+        self.server.start()
         log.info("resident screen on http://127.0.0.1:%d/", self.port)
         return self
 
     def stop(self) -> None:
-        self.server.close()
+        self.server.stop()

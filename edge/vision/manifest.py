@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge import contract
 from edge.contract import format_validation
 from edge.errors import MimamoriError
 
@@ -97,3 +98,22 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def model_info(manifest: Manifest, data_dir: Path) -> contract.ModelInfo:
+    """What the hub is told about a loaded model: its name, the sha256 of the file, and where
+    it came from: the image's ``models/``, a signed update (``data_dir/models/NAME/vN.onnx``,
+    with its version) or a file the config points at."""
+    file = manifest.file.resolve()
+    version = None
+    source: Literal["image", "update", "local"]
+    if file.is_relative_to(MODELS_DIR.resolve()):
+        source = "image"
+    elif file.is_relative_to((data_dir / "models").resolve()):
+        source = "update"
+        version = int(file.stem[1:]) if file.stem[1:].isdigit() else None
+    else:
+        source = "local"
+    return contract.ModelInfo(
+        name=manifest.name, sha256=manifest.sha256, version=version, source=source
+    )

@@ -7,7 +7,7 @@ from typing import Any
 from edge.app import Device
 from edge.camera import FrameSource, is_file_source, open_source
 from edge.config import WildlifeSection
-from edge.vision.manifest import DEFAULT_MODEL, load_manifest
+from edge.vision.manifest import DEFAULT_MODEL, load_manifest, model_info
 from edge.vision.onnx import OnnxModel
 from edge.wildlife.app import MotionGate, SnapshotLog, WildlifeApp
 from edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
@@ -37,7 +37,7 @@ def build_wildlife(cfg: WildlifeSection, device: Device, pin_factory: Any = None
         )
     else:
         model = OnnxModel(manifest, threads=2)
-    return WildlifeApp(
+    app = WildlifeApp(
         camera(),
         model,
         device.emit,
@@ -57,3 +57,5 @@ def build_wildlife(cfg: WildlifeSection, device: Device, pin_factory: Any = None
         reopen=None if is_file_source(cfg.source) else camera,
         blur_people=cfg.blur_people,
     )
+    app.model_info = model_info(manifest, device.data_dir)
+    return app

@@ -55,7 +55,6 @@ from hub.counter.room import (
     Room,
     Still,
 )
-from hub.ingest import endpoint_of
 from hub.roster import Roster
 
 __all__ = ["CallEnded", "CounterError", "Frame", "LiveCall", "Relay", "Still"]
@@ -91,7 +90,7 @@ class Relay:
             "on_reject": self._refused_message,
         }
         make = transport or partial(
-            MqttTransport, endpoint_of(cfg.mqtt, f"{cfg.mqtt.client_id}-counter")
+            MqttTransport, cfg.mqtt.endpoint(f"{cfg.mqtt.client_id}-counter")
         )
         self.transport: Transport = make(**hooks)
         self.transport.route("state", self._on_state)

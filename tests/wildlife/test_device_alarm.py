@@ -10,10 +10,12 @@ import pytest
 
 from edge import contract
 from edge.config import load_config
+from edge.vision.manifest import DEFAULT_MODEL, load_manifest
 from hub.cli import Hub
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA, add_device
+from tests.hub.conftest import staff_client
 from tests.mqtt_probe import Probe, wait_until
 from tests.running import RunningService
 
@@ -87,7 +89,7 @@ def test_bad_model_file_is_reported_and_the_device_stays_up(
         assert svc.link.connected and svc.app is None  # up, reachable, waiting for a fix
 
 
-def test_a_field_device_sends_its_location_keeps_its_log_and_reports_fps_and_inference(
+def test_a_field_device_sends_its_location_keeps_its_log_and_reports_fps_inference_and_model(
     fleet: Fleet, broker: MosquittoProcess, hub_probe: Probe, tmp_path: Path
 ) -> None:
     cfg = load_config(
@@ -128,6 +130,10 @@ def test_a_field_device_sends_its_location_keeps_its_log_and_reports_fps_and_inf
         tele = measured()[-1]  # the first covers start-up, a moment of catching up
         assert tele.fps is not None and 1 <= tele.fps <= 6  # 5 frames/s asked
         assert tele.inference_ms is not None and tele.inference_ms > 1  # the real model ran
+        shipped = load_manifest(DEFAULT_MODEL)  # the model that comes with the image
+        assert tele.model == contract.ModelInfo(
+            name=shipped.name, sha256=shipped.sha256, source="image"
+        )
 
         corr = hub_probe.command("field-04", "deterrent-hold", {"minutes": 30})
         reply = wait_until(
@@ -140,3 +146,23 @@ def test_a_field_device_sends_its_location_keeps_its_log_and_reports_fps_and_inf
             "deterrent-hold reply",
         )[0]
         assert reply.ok and reply.result == {"held": False, "minutes": 30.0}  # no deterrent
+
+
+def test_the_fleet_page_names_the_model_a_camera_runs(
+    fleet: Fleet, broker: MosquittoProcess, hub: Hub, tmp_path: Path
+) -> None:
+    cfg = add_device(
+        fleet,
+        "field-05",
+        "wildlife",
+        telemetry={"interval_s": 1},
+        wildlife={"source": str(field_sequence(tmp_path / "field")), "fps": 5, "motion": False},
+    )
+    with RunningService(cfg):
+        wait_until(
+            lambda: ((hub.store.device("field-05") or {}).get("tele") or {}).get("model"),
+            30,
+            "tele with the model at the hub",
+        )
+    page = staff_client(hub, "sato", "admin").web.get("/").get_data(as_text=True)
+    assert "efficientnet-lite0 (with the image)" in page and "no model" not in page
