@@ -3,7 +3,8 @@ run (``[ridership] gtfs`` in hub.toml, a folder or a .zip), codes where there is
 
 A route is named by ``route_short_name`` and ``route_long_name`` (``routes.txt``); a
 direction by its trips' most common ``trip_headsign`` (``trips.txt``), else "outbound" (0)
-or "inbound" (1). A feed that cannot be read is logged once and the codes are shown.
+or "inbound" (1). The last stop of each trip (``stop_times.txt``) tells a finished trip from
+one under way. A feed that cannot be read is logged once and the codes are shown.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ DIRECTIONS = {0: "outbound", 1: "inbound"}
 class Names:
     routes: dict[str, str] = field(default_factory=dict)
     headsigns: dict[tuple[str, int], str] = field(default_factory=dict)
+    #: trip_id → the stop_sequence of its last stop (``stop_times.txt``)
+    ends: dict[str, int] = field(default_factory=dict)
 
     def route(self, route_id: str) -> str:
         return self.routes.get(route_id) or route_id
@@ -61,7 +64,12 @@ def _read(feed: Path, _mtime: float) -> Names:
         if t.get("trip_headsign") and t.get("direction_id") in ("0", "1"):
             key = (t.get("route_id", ""), int(t["direction_id"]))
             signs.setdefault(key, Counter())[t["trip_headsign"]] += 1
-    return Names(routes, {k: c.most_common(1)[0][0] for k, c in signs.items()})
+    ends: dict[str, int] = {}
+    for st in _rows(feed, "stop_times.txt"):
+        seq = st.get("stop_sequence", "")
+        if st.get("trip_id") and seq.isdigit():
+            ends[st["trip_id"]] = max(ends.get(st["trip_id"], 0), int(seq))
+    return Names(routes, {k: c.most_common(1)[0][0] for k, c in signs.items()}, ends)
 
 
 def load(feed: Path | None) -> Names:

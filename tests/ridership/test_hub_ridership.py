@@ -270,3 +270,58 @@ def test_route_and_direction_names_fall_back_to_codes(tmp_path: Path) -> None:
     with zipfile.ZipFile(feed := tmp_path / "ok.zip", "w") as z:
         z.writestr("routes.txt", "route_id,route_short_name,route_long_name\nR1,,Hill line\n")
     assert names.load(feed).route("R1") == "Hill line"
+
+
+def test_a_trip_under_way_is_shown_raw_and_left_out_until_it_ends(store: Store) -> None:
+    """A bus three stops into a five-stop trip has 4 on and nobody off yet: that is not a
+    trip to balance (it would show zeros and be flagged), it is a trip under way."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = now.astimezone(zone()).date()
+
+    def recent(trip: str, seq: int, on: int, off: int, minutes_ago: int) -> dict[str, Any]:
+        v = visit(trip, seq, on, off, "08:00")
+        at = now - timedelta(minutes=minutes_ago)
+        v |= {"service_date": today.isoformat(), "arrival": at.isoformat()}
+        v["departure"] = (at + timedelta(seconds=40)).isoformat()
+        return v
+
+    store_visits(
+        store,
+        [recent("T9", 1, 3, 0, 12), recent("T9", 2, 1, 0, 8), recent("T9", 3, 0, 0, 4)]
+        + [recent("T8", s, on, off, 60 - 5 * s) for s, on, off in [(1, 2, 0), (5, 0, 2)]],
+    )
+    got = data.load(store, today, today, ends={"T9": 5, "T8": 5}, now=now)
+    assert [t.trip_id for t in got.under_way] == ["T9"]
+    t9 = got.under_way[0]
+    assert (t9.raw_on, t9.raw_off, t9.stops[-1].load) == (4, 0, 4) and not t9.flags
+    assert [t.trip_id for t in got.trips] == ["T8"]  # reached its last stop: cleaned
+    # a bus that never got to the end (gone out of service) is cleaned after two hours; and
+    # without a feed the hub cannot know where a trip ends: it cleans what it has
+    later = data.load(store, today, today, ends={"T9": 5}, now=now + timedelta(hours=3))
+    assert later.under_way == [] and {t.trip_id for t in later.trips} == {"T8", "T9"}
+    assert data.load(store, today, today, now=now).under_way == []
+
+
+def test_the_ridership_page_shows_a_trip_under_way(fleet: Fleet, broker: MosquittoProcess) -> None:
+    feed = fleet.root / "hub" / "gtfs"
+    feed.mkdir()
+    (feed / "stop_times.txt").write_text(
+        "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n"
+        + "".join(f"T9,08:0{s}:00,08:0{s}:00,S{s},{s}\n" for s in range(1, 6)),
+        encoding="utf-8",
+    )
+    cfg = tomllib.loads(fleet.hub_config.read_text())
+    fleet.hub_config.write_text(tomli_w.dumps({**cfg, "ridership": {"gtfs": "gtfs"}}))
+    now = datetime.now(UTC).replace(microsecond=0)
+    v = visit("T9", 2, 3, 0, "08:00")
+    v |= {"service_date": now.astimezone(zone()).date().isoformat(), "arrival": now.isoformat()}
+    v["departure"] = (now + timedelta(seconds=30)).isoformat()
+    hub = build(fleet.hub_config).start(web=False)
+    try:
+        store_visits(hub.store, [v])
+        page = staff_client(hub, "kato", "transit").get("/ridership").get_data(as_text=True)
+    finally:
+        hub.stop()
+    under_way = page[page.index("Under way") : page.index("</section>", page.index("Under way"))]
+    assert "停留所2" in under_way and "3/0" in under_way
+    assert "No counted trips" in page  # not balanced into zeros and flagged
