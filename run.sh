@@ -58,7 +58,9 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
     demo)
-        apt_install mosquitto:/usr/sbin/mosquitto $BROKER_BUILD
+        # the pages are in Japanese: a browser on this machine needs a Japanese font
+        apt_install mosquitto:/usr/sbin/mosquitto $BROKER_BUILD \
+            fonts-noto-cjk:/usr/share/fonts/opentype/noto
         venv postgres
         exec .venv/bin/mimamori demo "$@"
         ;;

@@ -178,6 +178,13 @@ class DoorSection(Section):
         "yolox (YOLOX-nano people, run while something moves; angled and side views), hog",
     )
     gate: bool = Field(True, description="yolox: run the detector only while something moves")
+    person_score: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="yolox: the lowest score taken as a person (default: the model's manifest, "
+        "0.65; `mimamori ridership calibrate` chooses it from a labelled clip)",
+    )
     person_area: float | None = Field(
         None,
         gt=0,

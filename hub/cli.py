@@ -180,6 +180,7 @@ def build(config: Path) -> Hub:
         secure_cookies=cfg.web.secure_cookies,
         alerts=alerts,
         relay=relay,
+        gtfs=cfg.ridership.gtfs,
     )
     return Hub(cfg, store, ingest, app, alerts, relay)
 

@@ -102,6 +102,14 @@ class AlertsSection(Section):
     )
 
 
+class RidershipSection(Section):
+    gtfs: Path | None = Field(
+        None,
+        description="the GTFS feed the buses run (a folder or .zip, relative to this file): "
+        "the Ridership page names routes and directions from it; unset: it shows their codes",
+    )
+
+
 class SiteSection(Section):
     timezone: str = Field(
         "Asia/Tokyo",
@@ -129,6 +137,7 @@ class HubConfig(Section):
     web: WebSection = Field(default_factory=WebSection)
     ingest: IngestSection = Field(default_factory=IngestSection)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
+    ridership: RidershipSection = Field(default_factory=RidershipSection)
 
 
 def load_hub_config(path: Path | str) -> HubConfig:
@@ -142,6 +151,8 @@ def load_hub_config(path: Path | str) -> HubConfig:
         )
     if not cfg.fleet.roster_file.is_absolute():
         cfg.fleet.roster_file = base / cfg.fleet.roster_file
+    if cfg.ridership.gtfs and not cfg.ridership.gtfs.is_absolute():
+        cfg.ridership.gtfs = base / cfg.ridership.gtfs
     if not cfg.web.secret_file.is_absolute():
         cfg.web.secret_file = base / cfg.web.secret_file
     if cfg.store.url.startswith("sqlite:///") and not cfg.store.url.startswith("sqlite:////"):

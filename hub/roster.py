@@ -4,7 +4,9 @@ A device's birth message claims a role, but a device is not the hub: a stolen wi
 camera could claim to be a kiosk. The hub therefore takes each device's role (and, for a bus,
 its vehicle) from ``devices.json``, which ``mimamori provision`` writes into the fleet's
 ``hub/`` folder beside ``hub.toml`` every time a device is added or revoked. The file is
-re-read when it changes, so a new device is known without restarting the hub.
+re-read when it changes, so a new device is known without restarting the hub. Where a
+camera stands (``lat``/``lon``, given at provisioning) comes from here too, never from the
+device.
 
 A device missing from the roster, or revoked, may say nothing the hub will store.
 """
@@ -29,6 +31,16 @@ class Entry:
     role: str
     vehicle: str | None = None
     revoked: bool = False
+    position: tuple[float, float] | None = None  # (lat, lon), WGS 84 degrees
+
+
+def _position(info: dict[str, object]) -> tuple[float, float] | None:
+    lat, lon = info.get("lat"), info.get("lon")
+    if not (isinstance(lat, int | float) and isinstance(lon, int | float)):
+        return None  # not given, or not numbers
+    if isinstance(lat, bool) or isinstance(lon, bool):
+        return None
+    return (float(lat), float(lon)) if -90 <= lat <= 90 and -180 <= lon <= 180 else None
 
 
 class Roster:
@@ -60,6 +72,7 @@ class Roster:
                         role=str(info["role"]),
                         vehicle=info.get("vehicle") or None,
                         revoked=bool(info.get("revoked")),
+                        position=_position(info),
                     )
                     for name, info in raw.items()
                 }
@@ -77,6 +90,16 @@ class Roster:
         with self._lock:
             entry = self._load().get(dev)
         return entry if entry is not None and not entry.revoked else None
+
+    def positions(self, role: str) -> dict[str, tuple[float, float]]:
+        """(lat, lon) of every device of ``role`` in the fleet that has one."""
+        with self._lock:
+            entries = self._load()
+        return {
+            dev: e.position
+            for dev, e in sorted(entries.items())
+            if e.role == role and not e.revoked and e.position is not None
+        }
 
     def role(self, dev: str) -> str | None:
         entry = self.get(dev)

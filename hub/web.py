@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -83,6 +84,7 @@ def create_app(
     secure_cookies: bool = True,
     alerts: Alerts | None = None,
     relay: Relay | None = None,
+    gtfs: Path | None = None,
 ) -> Flask:
     app = Flask(__name__)
     app.secret_key = secret_key
@@ -92,6 +94,7 @@ def create_app(
         SESSION_COOKIE_SECURE=secure_cookies,
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        RIDERSHIP_GTFS=gtfs,  # route and direction names on the Ridership page
     )
     CSRFProtect(app)
     Parts(store, ingest, alerts, relay, Accounts(store), Throttle()).install(app)

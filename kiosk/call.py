@@ -53,22 +53,23 @@ class Hours:
         return datetime.combine(local.date() + timedelta(days=1), self.opens, self.tz)
 
     def describe(self) -> tuple[str, str]:
-        """The opening hours in Japanese and English, e.g. 月〜金 8:30〜17:15."""
+        """The opening hours in Japanese and English as people say them: 月〜金 8:30〜17:15,
+        毎日 24時間 (every day, 24 hours)."""
         days = sorted(self.days)
         run = len(days) > 2 and days == list(range(days[0], days[-1] + 1))
-        ja = (
-            f"{WEEKDAYS_JA[days[0]]}〜{WEEKDAYS_JA[days[-1]]}"
-            if run
-            else ("・".join(WEEKDAYS_JA[d] for d in days))
-        )
         en_names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-        en = (
-            f"{en_names[days[0]]}-{en_names[days[-1]]}"
-            if run
-            else (", ".join(en_names[d] for d in days))
-        )
-        t = f"{self.opens:%-H:%M}〜{self.closes:%-H:%M}"
-        return f"{ja} {t}", f"{en} {t.replace('〜', '-')}"
+        if len(days) == 7:
+            ja, en = "毎日", "every day"
+        elif run:
+            ja = f"{WEEKDAYS_JA[days[0]]}〜{WEEKDAYS_JA[days[-1]]}"
+            en = f"{en_names[days[0]]}-{en_names[days[-1]]}"
+        else:
+            ja = "・".join(WEEKDAYS_JA[d] for d in days)
+            en = ", ".join(en_names[d] for d in days)
+        if self.opens == dtime.min and self.closes == dtime.max:
+            return f"{ja} 24時間", f"{en}, 24 hours"
+        closes = "24:00" if self.closes == dtime.max else f"{self.closes:%-H:%M}"
+        return f"{ja} {self.opens:%-H:%M}〜{closes}", f"{en} {self.opens:%-H:%M}-{closes}"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,15 @@ def fleet_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fleet", type=Path, default=Path("."), help="fleet directory (default: .)")
 
 
+def position_options(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument(
+        "--lat", type=float, required=required, help="latitude, degrees north (e.g. 36.2)"
+    )
+    p.add_argument(
+        "--lon", type=float, required=required, help="longitude, degrees east (e.g. 137.25)"
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "provision",
@@ -73,8 +82,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev.add_argument("name", help="device id, e.g. field-03 (a-z, 0-9, '-')")
     dev.add_argument("--role", required=True, choices=["wildlife", "ridership", "kiosk"])
     dev.add_argument("--location", default="", help="where it stands, shown at the hub")
+    position_options(dev)
     fleet_option(dev)
     dev.set_defaults(func=_device)
+
+    place = psub.add_parser(
+        "place",
+        help="record where a device stands",
+        description="Record NAME's position (WGS 84 degrees, as a phone map shows them): the "
+        "hub's alerts page draws its cameras on a map from these. Nothing changes on the device.",
+    )
+    place.add_argument("name", help="device id")
+    position_options(place, required=True)
+    fleet_option(place)
+    place.set_defaults(func=_place)
 
     rev = psub.add_parser(
         "revoke",
@@ -190,8 +211,17 @@ def _init(args: argparse.Namespace) -> int:
 
 @reports_errors
 def _device(args: argparse.Namespace) -> int:
-    path = Fleet.open(args.fleet).add_device(args.name, args.role, location=args.location)
+    path = Fleet.open(args.fleet).add_device(
+        args.name, args.role, location=args.location, lat=args.lat, lon=args.lon
+    )
     print(f"device {args.name} issued: {path}")
+    return 0
+
+
+@reports_errors
+def _place(args: argparse.Namespace) -> int:
+    Fleet.open(args.fleet).place(args.name, args.lat, args.lon)
+    print(f"device {args.name} placed at {args.lat}, {args.lon}")
     return 0
 
 

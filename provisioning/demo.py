@@ -20,6 +20,8 @@ import time
 import tomllib
 from pathlib import Path
 
+import tomli_w
+
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import BrokerNotFound, wait_port
 
@@ -49,6 +51,8 @@ DEMO_DEVICES = [
     ("bus-01", "ridership", "Route 3 bus, front door"),
     ("kiosk-01", "kiosk", "Shimo branch office"),
 ]
+#: where the demo's field camera stands (the alerts page draws it on the camera map)
+DEMO_POSITIONS = {"field-01": (36.2071, 137.2496)}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -219,7 +223,13 @@ def provision(
             extra["kiosk"] = kiosk
         else:
             extra["sim"] = {"event_interval_s": 20}
-        fleet.add_device(name, role, location=location, extra=extra)
+        lat, lon = DEMO_POSITIONS.get(name, (None, None))
+        fleet.add_device(name, role, location=location, lat=lat, lon=lon, extra=extra)
+    feed = fleet.root / "media" / "bus-01" / "gtfs"
+    if feed.is_dir():  # the hub names the demo route's stops, routes and directions from it
+        hub = tomllib.loads(fleet.hub_config.read_text())
+        hub["ridership"] = {"gtfs": str(feed)}
+        fleet.hub_config.write_text(tomli_w.dumps(hub))
     plan.write_text(wanted)
     password = fleet.root / "hub" / "demo-admin-password"
     password.touch(mode=0o600)

@@ -194,6 +194,9 @@ class Fleet:
                 "role": info["role"],
                 "vehicle": info.get("vehicle"),
                 "revoked": info.get("revoked"),
+                # where a camera stands, for the hub's map (never taken from the device)
+                "lat": info.get("lat"),
+                "lon": info.get("lon"),
             }
             for name, info in devices.items()
         }
@@ -207,14 +210,18 @@ class Fleet:
         role: str,
         *,
         location: str = "",
+        lat: float | None = None,
+        lon: float | None = None,
         data_dir: Path | None = None,
         extra: dict[str, Any] | None = None,
     ) -> Path:
-        """Issue credentials for ``name``, write its device.toml, record it; return the file."""
+        """Issue credentials for ``name``, write its device.toml, record it (with where it
+        stands, ``lat``/``lon`` in WGS 84 degrees, if given); return the file."""
         try:
             contract.check_device_id(name)
         except contract.ContractError as e:
             raise FleetError(str(e)) from None
+        position = _position(lat, lon)
         devices = self.inventory()
         if name in devices:
             raise FleetError(f"device {name!r} already exists in the inventory")
@@ -243,6 +250,7 @@ class Fleet:
             "role": role,
             "vehicle": (cfg.get("ridership") or {}).get("vehicle") or None,
             "location": location,
+            **position,
             "issued": datetime.now(UTC).isoformat(timespec="seconds"),
             "serial": str(serial),
             "revoked": None,
@@ -251,6 +259,14 @@ class Fleet:
         self.write_broker()
         self._tell_broker(add_device_commands(name, role))
         return self.device_config(name)
+
+    def place(self, name: str, lat: float, lon: float) -> None:
+        """Record where ``name`` stands (WGS 84 degrees): the hub's alert map shows it there."""
+        devices = self.inventory()
+        if name not in devices:
+            raise FleetError(f"device {name!r} is not in the inventory")
+        devices[name].update(_position(lat, lon))
+        self._save_inventory(devices)
 
     def revoke(self, name: str) -> bool:
         """Revoke ``name``; True if a running broker dropped its session now."""
@@ -297,3 +313,14 @@ class Fleet:
             devices=self.inventory(),
             user=broker.get("user"),
         )
+
+
+def _position(lat: float | None, lon: float | None) -> dict[str, float]:
+    """``{"lat", "lon"}`` checked, or nothing when neither is given."""
+    if lat is None and lon is None:
+        return {}
+    if lat is None or lon is None:
+        raise FleetError("position: give both --lat and --lon (degrees, e.g. 36.2 and 137.25)")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise FleetError(f"position: latitude -90..90, longitude -180..180 (got {lat}, {lon})")
+    return {"lat": lat, "lon": lon}

@@ -6,11 +6,13 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from hub.roster import Roster
 from provisioning.demo import VTEST
 from tests.conftest import free_ports
 from tests.mqtt_probe import wait_until
@@ -103,6 +105,11 @@ def test_demo_without_sample_media_says_what_is_missing_and_what_runs(tmp_path: 
     # with the media there, the same folder and ports are set up again for the real apps
     again = demo.provision(tmp_path / "demo", *ports, demo.MEDIA)
     assert "[ridership]" in again.device_config("bus-01").read_text()
+    # the hub names the demo route from its feed, and the field camera is on the alerts map
+    hub = tomllib.loads(again.hub_config.read_text())
+    assert (Path(hub["ridership"]["gtfs"]) / "routes.txt").is_file()
+    roster = Roster(again.hub_config.parent / "devices.json")
+    assert list(roster.positions("wildlife")) == ["field-01"]
 
 
 def test_demo_troops_are_different_photos_each_pass(tmp_path: Path) -> None:

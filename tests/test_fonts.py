@@ -51,3 +51,9 @@ def test_japanese_is_drawn_with_a_japanese_font(
     assert button["distinct"] == min(4, len(set(button["text"][:4]))), (
         f"the call button's Japanese drawn as empty boxes in {button['font']}"
     )
+    # the opening hours as people say them (this kiosk is open all day, every day), drawn
+    screen.wait_for_selector("#hours:not(:empty)")
+    assert screen.inner_text("#hours") == "毎日 24時間"
+    assert screen.inner_text("#hours-en") == "Open every day, 24 hours"
+    hours = glyphs(screen, "#hours")
+    assert hours["distinct"] == 4, f"毎日 24時間 drawn as empty boxes in {hours['font']}"

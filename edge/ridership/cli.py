@@ -70,6 +70,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="blobs: one person's blob as a fraction of the frame (e.g. 0.017); blobs of "
         "two or more are split (overhead cameras)",
     )
+    count.add_argument(
+        "--person-score",
+        type=float,
+        metavar="SCORE",
+        help="yolox: the lowest score taken as a person (default: the model's, 0.65)",
+    )
     count.add_argument("--annotate", type=Path, metavar="OUT.mp4", help="write a checking video")
     count.add_argument("--truth", type=Path, help="hand-labelled crossings (JSON) to score against")
     count.add_argument(
@@ -119,6 +125,7 @@ def _count(args: argparse.Namespace) -> int:
             band_px=args.band,
             gate=args.gate,
             person_area=args.person_area,
+            person_score=args.person_score,
             annotate=args.annotate,
             progress=None if args.json else print_progress,
         )
@@ -189,7 +196,14 @@ def _calibrate(args: argparse.Namespace) -> int:
     for name, t in (("before (defaults)", before), ("after", best)):
         if t is None:
             continue
-        print(f"{name}: detector {t.detector}, anchor {t.anchor}, band {t.band_px:g} px")
+        knob = (
+            f" (person score {t.setting.person_score:g})"
+            if t.setting.person_score
+            else f" (person size {t.setting.person_area:g} of the frame)"
+            if t.setting.person_area
+            else ""
+        )
+        print(f"{name}: detector {t.detector}{knob}, anchor {t.anchor}, band {t.band_px:g} px")
         print(accuracy.table(t.scores))
         print()
     print(config_block(best, line, args.door, args.source))

@@ -42,12 +42,14 @@ def make_detector(
     model: Path | None = None,
     person_area: float | None = None,
     shadow_ratio: float = 0.5,
+    person_score: float | None = None,
 ) -> Detector:
     """The named detector; ``yolox`` falls back to blobs (logged) if its model cannot load.
 
     ``model``: the YOLOX manifest (default ``models/yolox-nano.toml``); ``person_area``: one
     person's blob as a fraction of the frame, to split blobs of several, and ``shadow_ratio``
-    how dark a shadow may be (overhead cameras; see ``BlobSettings``).
+    how dark a shadow may be (overhead cameras; see ``BlobSettings``); ``person_score``:
+    yolox's lowest person score (default: the manifest's).
     """
     if name == "hog":
         from edge.vision.hog import HogDetector
@@ -59,7 +61,8 @@ def make_detector(
         from edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
 
         try:
-            return GatedPersonDetector(YoloxDetector(model or DEFAULT_YOLOX), gate=gate)
+            yolox = YoloxDetector(model or DEFAULT_YOLOX, score_threshold=person_score)
+            return GatedPersonDetector(yolox, gate=gate)
         except ModelError as e:
             log.error("person detector unavailable, counting with blobs instead: %s", e)
     return BlobDetector(BlobSettings(person_area=person_area, shadow_ratio=shadow_ratio))
@@ -76,9 +79,14 @@ class DoorCounter:
         gate: bool = True,
         person_area: float | None = None,
         shadow_ratio: float = 0.5,
+        person_score: float | None = None,
     ) -> None:
         self.detector = make_detector(
-            detector, gate=gate, person_area=person_area, shadow_ratio=shadow_ratio
+            detector,
+            gate=gate,
+            person_area=person_area,
+            shadow_ratio=shadow_ratio,
+            person_score=person_score,
         )
         self.tracker = Tracker()
         self.line = LineCounter(line, band_px=band_px, anchor=anchor)
@@ -161,6 +169,7 @@ def count_video(
     band_px: float = 12.0,
     gate: bool = True,
     person_area: float | None = None,
+    person_score: float | None = None,
     annotate: Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> CountResult:
@@ -173,6 +182,7 @@ def count_video(
         band_px=band_px,
         gate=gate,
         person_area=person_area,
+        person_score=person_score,
         annotate=annotate,
         progress=progress,
     )[0]
@@ -187,6 +197,7 @@ def count_lines(
     band_px: float = 12.0,
     gate: bool = True,
     person_area: float | None = None,
+    person_score: float | None = None,
     annotate: Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[CountResult]:
@@ -207,6 +218,7 @@ def count_lines(
         band_px=band_px,
         gate=gate,
         person_area=person_area,
+        person_score=person_score,
     )
     others = [LineCounter(ln, band_px=band_px, anchor=anchor) for ln in lines[1:]]
     writer: cv2.VideoWriter | None = None

@@ -45,6 +45,7 @@ from hub.config import HubConfig
 from hub.counter.calls import CallBook
 from hub.counter.heap import limit_heap_growth
 from hub.counter.room import (
+    CallEnded,
     Command,
     CounterError,
     Frame,
@@ -56,7 +57,7 @@ from hub.counter.room import (
 )
 from hub.roster import Roster
 
-__all__ = ["CounterError", "Frame", "LiveCall", "Relay", "Still"]
+__all__ = ["CallEnded", "CounterError", "Frame", "LiveCall", "Relay", "Still"]
 
 log = logging.getLogger(__name__)
 

@@ -35,6 +35,10 @@ class CounterError(Exception):
     """What a member of staff asked for cannot be done (shown to them as is)."""
 
 
+class CallEnded(CounterError):
+    """The call is no longer live (the console's polls for it stop when they hear this)."""
+
+
 @dataclass
 class Frame:
     seq: int
@@ -292,7 +296,7 @@ class Room:
     def mine(self, call: str, staff: str) -> LiveCall:
         live = self.calls.get(call)
         if live is None:
-            raise CounterError("this call has ended")
+            raise CallEnded("this call has ended")
         if live.staff != staff:
             raise CounterError(f"this call is answered by {live.staff or 'nobody yet'}")
         return live

@@ -5,6 +5,9 @@ call is connected, long-polls each view: ``/counter/calls/CALL/view/NAME?after=S
 with the next JPEG as soon as the kiosk sends one (headers ``X-Seq`` and ``X-Captured``), or
 204 after a few seconds without one. Fetching a frame is what lets the kiosk send the next,
 so a slow link or a slow browser lowers the frame rate instead of queueing stale pictures.
+Once the call has ended, a view or signal poll is answered 204 with ``X-Call-Ended: 1`` (not
+an error: the page stops polling), and the page reloads ``/counter/recent``, the "Recent
+calls" list.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, jsonify, render_template, request
 
 from edge import contract
-from hub.counter.relay import CounterError, Relay
+from hub.counter.relay import CallEnded, CounterError, Relay
 from hub.pages.access import audit, parts, require
 
 #: how long a view or signal poll waits for something new
@@ -55,11 +58,29 @@ def refused(e: CounterError) -> Any:
     return jsonify({"error": str(e)}), 409
 
 
+@bp.errorhandler(CallEnded)
+def ended(e: CallEnded) -> Any:
+    if request.endpoint in ("counter.view", "counter.signal"):
+        return Response(status=204, headers={"X-Call-Ended": "1", "Cache-Control": "no-store"})
+    return refused(e)
+
+
+#: how many calls "Recent calls" lists
+RECENT = 15
+
+
 @bp.get("")
 @staff
 def page() -> str:
     book = relay().book
-    return render_template("counter.html", recent=book.recent(15), saved=book.saved(20))
+    return render_template("counter.html", recent=book.recent(RECENT), saved=book.saved(20))
+
+
+@bp.get("/recent")
+@staff
+def recent() -> str:
+    """The "Recent calls" list alone, for the page to refresh when a call ends."""
+    return render_template("counter_recent.html", recent=relay().book.recent(RECENT))
 
 
 @bp.get("/state.json")

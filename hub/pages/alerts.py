@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from hub.alerts import camera_map
 from hub.alerts.timeline import camera_timeline
 from hub.pages.access import audit, parts, require
 
@@ -21,10 +22,14 @@ def page() -> str:
     alerts = parts().alerts
     troops = alerts.recent() if alerts else []
     places = {d["id"]: d.get("location") or "" for d in parts().store.devices()}
+    ingest = parts().ingest
+    positions = ingest.roster.positions("wildlife") if ingest else {}
     return render_template(
         "alerts.html",
         troops=troops,
         places=places,
+        maps={t["id"]: camera_map.draw(positions, t["cameras"]) for t in troops},
+        has_positions=bool(positions),
         told={t["id"]: alerts.told(t["id"]) for t in troops} if alerts else {},
         subscribers=alerts.subscriber_names() if alerts else [],
         line_used=alerts.line_used() if alerts else 0,

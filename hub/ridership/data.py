@@ -7,7 +7,8 @@ exactly-once; nothing is copied, so a fix to the cleaning rules applies to all h
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -55,14 +56,42 @@ def set_factors(
         conn.execute(sa.insert(factors).values(**row))
 
 
+#: a trip is under way while it has not reached its last stop (from the hub's GTFS feed) and
+#: its last visit is this recent; without a feed the hub cannot tell, and cleans what it has
+UNDER_WAY = timedelta(hours=2)
+
+
 @dataclass
 class Visits:
-    trips: list[Trip]
+    trips: list[Trip]  # finished trips, cleaned
     untagged: list[dict[str, Any]]  # visits with no trip (no fix, off the timetable)
+    #: trips still under way: raw counts so far, cleaned (and counted) once they end
+    under_way: list[Trip] = field(default_factory=list)
 
 
-def load(store: Store, start: date, end: date) -> Visits:
-    """Cleaned trips (and untagged visits) whose service date is in [start, end]."""
+def _order(t: Trip) -> tuple[str, str, str]:
+    return (t.service_date, t.stops[0].arrival if t.stops else "", t.vehicle)
+
+
+def under_way(trip: Trip, ends: Mapping[str, int], now: datetime) -> bool:
+    last = max((s.departure for s in trip.stops), default="")
+    if not last:
+        return False
+    age = now - datetime.fromisoformat(last)
+    end = ends.get(trip.trip_id)
+    return end is not None and age < UNDER_WAY and max(s.seq for s in trip.stops) < end
+
+
+def load(
+    store: Store,
+    start: date,
+    end: date,
+    *,
+    ends: Mapping[str, int] | None = None,
+    now: datetime | None = None,
+) -> Visits:
+    """Cleaned trips (and untagged visits) whose service date is in [start, end]; trips still
+    under way (``ends``: each trip's last stop_sequence from the feed) are kept apart."""
     created = (
         datetime.combine(start - timedelta(days=1), datetime.min.time(), tzinfo=UTC),
         datetime.combine(end + timedelta(days=2), datetime.min.time(), tzinfo=UTC),
@@ -80,7 +109,8 @@ def load(store: Store, start: date, end: date) -> Visits:
             grouped[(d["vehicle"], day, d["trip_id"])].append(d)
         else:
             untagged.append(d)
-    trips = []
+    trips: list[Trip] = []
+    open_trips: list[Trip] = []
     for (vehicle, day, trip_id), visits in grouped.items():
         by_seq: dict[int, StopCount] = {}
         partial = False
@@ -110,10 +140,20 @@ def load(store: Store, start: date, end: date) -> Visits:
             first.get("direction_id"),
             list(by_seq.values()),
         )
+        if under_way(trip, ends or {}, now or datetime.now(UTC)):
+            trip.stops.sort(key=lambda s: s.seq)
+            load_ = 0
+            for s in trip.stops:  # raw so far: nothing to balance until the trip ends
+                s.on, s.off = s.raw_on, s.raw_off
+                load_ = max(0, load_ + s.on - s.off)
+                s.load = load_
+            open_trips.append(trip)
+            continue
         vf = f.get(vehicle)
         clean(trip, vf["board"] if vf else 1.0, vf["alight"] if vf else 1.0)
         if partial:
             trip.flags.append("a visit was cut short (device stopped with the doors open)")
         trips.append(trip)
-    trips.sort(key=lambda t: (t.service_date, t.stops[0].arrival if t.stops else "", t.vehicle))
-    return Visits(trips, untagged)
+    trips.sort(key=_order)
+    open_trips.sort(key=_order)
+    return Visits(trips, untagged, open_trips)

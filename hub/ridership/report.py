@@ -94,7 +94,7 @@ class Report:
     stops: list[StopRow]
     hours: dict[int, tuple[int, int]]  # local hour → (on, off)
     od: np.ndarray
-    od_flags: list[str]
+    od_flags: list[str]  # one per trip the estimate had to adjust: its id, date and reasons
 
     @property
     def on(self) -> int:
@@ -144,7 +144,8 @@ def build(trips: list[Trip]) -> Report:
             off[index[s.seq]] += s.off
         r = ipf(on, off)
         od += r.matrix
-        flags += [f"{t.trip_id} {t.service_date}: {x}" for x in r.flags]
+        if r.flags:  # one line per trip, whatever number of reasons
+            flags.append(f"{t.trip_id} {t.service_date}: {'; '.join(r.flags)}")
     return Report(
         trips,
         [stops[s] for s in order],

@@ -6,10 +6,20 @@ from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from hub.pages.access import audit, parts, require
-from hub.ridership import data, export, report
+from hub.ridership import data, export, names, report
 
 #: the service dates the page and the exports accept
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
@@ -70,9 +80,13 @@ def latest_day() -> date:
     return date.today()
 
 
+def feed() -> names.Names:
+    return names.load(current_app.config.get("RIDERSHIP_GTFS"))
+
+
 def selected() -> tuple[report.Filter, data.Visits]:
     f = parse_filter(request.args, latest_day())
-    return f, data.load(parts().store, f.start, f.end)
+    return f, data.load(parts().store, f.start, f.end, ends=feed().ends)
 
 
 @bp.errorhandler(FilterError)
@@ -98,12 +112,17 @@ def label() -> Any:
 
 def page_for(f: report.Filter, status: int = 200) -> Any:
     store = parts().store
-    visits = data.load(store, f.start, f.end)
+    known = feed()
+    visits = data.load(store, f.start, f.end, ends=known.ends)
     # stops differ by route and direction: the page shows one pattern at a time
-    routes = sorted({t.route_id for t in visits.trips})
+    routes = sorted({t.route_id for t in visits.trips + visits.under_way})
     route = f.route_id if f.route_id in routes else next(iter(routes), None)
     directions = sorted(
-        {t.direction_id for t in visits.trips if t.route_id == route and t.direction_id is not None}
+        {
+            t.direction_id
+            for t in visits.trips + visits.under_way
+            if t.route_id == route and t.direction_id is not None
+        }
     )
     direction = f.direction_id if f.direction_id in directions else next(iter(directions), None)
     f = replace(f, route_id=route, direction_id=direction)
@@ -113,7 +132,9 @@ def page_for(f: report.Filter, status: int = 200) -> Any:
         f=f,
         rep=rep,
         routes=routes,
+        names=known,
         untagged=visits.untagged,
+        under_way=report.select(visits.under_way, f),
         factors=data.get_factors(store),
         vehicles=sorted({t.vehicle for t in visits.trips}),
         DAY_TYPES=report.DAY_TYPES,

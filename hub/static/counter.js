@@ -70,8 +70,26 @@ function render(s) {
   $("empty").hidden = s.queue.length > 0;
   $("taken").textContent = s.taken.map((t) => `${t.dev}: talking with ${t.staff}`).join(" · ");
   if (s.queue.length && !s.mine) ring();
+  callsOver(s);
   document.title = s.queue.length ? `(${s.queue.length}) counter — mimamori` : "counter — mimamori";
   showCall(s.mine);
+}
+
+// -- "Recent calls": reloaded (the list alone) when a call this console showed is over
+let shownCalls = new Set();
+function callsOver(s) {
+  const now = new Set([
+    ...s.queue.map((c) => c.call), ...s.taken.map((t) => `${t.dev} ${t.staff}`),
+    ...(s.mine ? [s.mine.call] : []),
+  ]);
+  if ([...shownCalls].some((k) => !now.has(k))) refreshRecent();
+  shownCalls = now;
+}
+async function refreshRecent() {
+  try {
+    const r = await fetch("/counter/recent");
+    if (r.ok) $("recent").innerHTML = await r.text();
+  } catch (e) { /* the hub restarted: the next call's end tries again */ }
 }
 
 function showCall(m) {
@@ -120,7 +138,10 @@ async function view(r, name) {
     try {
       resp = await fetch(`/counter/calls/${r.call}/view/${name}?after=${seq}`);
     } catch (e) { await new Promise((ok) => setTimeout(ok, 1000)); continue; }
-    if (resp.status === 204) continue;
+    if (resp.status === 204) {
+      if (resp.headers.get("X-Call-Ended")) { poll(); break; }  // over: no more polls for it
+      continue;
+    }
     if (!resp.ok) { await new Promise((ok) => setTimeout(ok, 1000)); continue; }
     const blob = await resp.blob();
     if (mine !== r) break;
@@ -204,9 +225,11 @@ async function voice(r) {
   if (mine !== r) return;
   await post(`/counter/calls/${r.call}/offer`, {sdp: pc.localDescription.sdp});
   while (mine === r && !pc.remoteDescription) {
-    let msgs = [];
+    let resp, msgs = [];
     try {
-      msgs = await (await fetch(`/counter/calls/${r.call}/signal?after=${r.voice.after}`)).json();
+      resp = await fetch(`/counter/calls/${r.call}/signal?after=${r.voice.after}`);
+      if (resp.headers.get("X-Call-Ended")) break;
+      msgs = await resp.json();
     } catch (e) { await new Promise((ok) => setTimeout(ok, 1000)); continue; }
     for (const m of Array.isArray(msgs) ? msgs : []) {
       r.voice.after += 1;

@@ -72,6 +72,9 @@ def test_staff_answer_in_a_browser_see_both_views_talk_and_hang_up_and_nothing_l
     )
     try:
         console = staff_page(chromium, web_hub, "suzuki")
+        refused: list[str] = []
+        console.on("response", lambda r: r.status >= 400 and refused.append(f"{r.status} {r.url}"))
+        assert "No call yet." in console.inner_text("#recent")
         screen = chromium.new_context().new_page()
         screen.goto(kiosk.screen_url)
         screen.wait_for_selector("#call:visible")
@@ -105,6 +108,9 @@ def test_staff_answer_in_a_browser_see_both_views_talk_and_hang_up_and_nothing_l
         console.click("#end")
         screen.wait_for_selector("#camera", state="hidden", timeout=5000)
         console.wait_for_selector("#live", state="hidden", timeout=5000)
+        # the call is listed in "Recent calls" without reloading the page
+        console.wait_for_selector("#recent td >> text=staff ended", timeout=5000)
+        assert "suzuki" in console.inner_text("#recent")
         # verify at the broker: once the kiosk has said "ended", no frame of either view
         ended = wait_until(lambda: _ended_index(probe, kiosk.dev), 5, "ended state at broker")
         time.sleep(1.5)
@@ -114,6 +120,7 @@ def test_staff_answer_in_a_browser_see_both_views_talk_and_hang_up_and_nothing_l
             after = [_meta(m) for m in probe.messages[ended:] if "/view/" in m.topic]
         assert len(frames) > 10, f"only {len(frames)} frames during the call"
         assert after == [], f"{len(after)} frames left the kiosk after the call ended"
+        assert refused == [], f"the console's requests were refused: {refused}"
         taken_after = [meta for meta in frames if meta.ts > state.since]
         assert taken_after == [], f"frames taken after the end: {taken_after}"
         actions = [e["action"] for e in Accounts(web_hub.store).audit_log()]

@@ -55,6 +55,15 @@ def test_opening_hours_weekdays_holidays_and_when_to_come_back() -> None:
     assert HOURS.describe() == ("月〜金 8:30〜17:15", "Mon-Fri 8:30-17:15")
 
 
+def test_opening_hours_read_the_way_people_say_them() -> None:
+    always = Hours(tuple(range(7)), dtime.min, dtime.max, JST)  # opens 00:00, closes 24:00
+    assert always.describe() == ("毎日 24時間", "every day, 24 hours")
+    nine_to_five = Hours(tuple(range(7)), dtime(9), dtime(17), JST)
+    assert nine_to_five.describe() == ("毎日 9:00〜17:00", "every day 9:00-17:00")
+    late = Hours((0, 2), dtime(9), dtime.max, JST)  # closes at midnight
+    assert late.describe() == ("月・水 9:00〜24:00", "Mon, Wed 9:00-24:00")
+
+
 def test_ring_answer_end_and_back_to_idle() -> None:
     clock = Clock()
     m, changes = machine(clock)

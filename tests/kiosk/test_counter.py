@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hub.cli import Hub
 from hub.counter.relay import CounterError
 from kiosk.document import rectify
 from provisioning.fleet import Fleet
+from tests.hub.conftest import staff_client
 from tests.kiosk.conftest import (
     BUTTON,
     DESK,
@@ -172,3 +174,34 @@ def test_a_desk_without_a_page_gives_staff_a_clear_message(
         assert k.app.machine.current.state == "connected", "the call goes on"
     finally:
         k.stop()
+
+
+def test_console_polls_for_an_ended_call_are_told_it_is_over_and_recent_calls_list_it(
+    web_hub: Hub, kiosk: Kiosk
+) -> None:
+    web = staff_client(web_hub, "suzuki", "counter")
+    assert "No call yet." in web.get("/counter/recent").get_data(as_text=True)
+    kiosk.app.press()
+    call = wait_until(lambda: ringing_call(web_hub, kiosk.dev), 5, "ringing at the hub")
+    assert web.post(f"/counter/calls/{call}/answer").status_code == 200
+    wait_until(lambda: kiosk.app.machine.current.state == "connected", 5, "connected")
+    live = web.get(f"/counter/calls/{call}/view/face?after=0")
+    assert live.status_code == 200 and "X-Call-Ended" not in live.headers
+    time.sleep(1.2)
+    assert web.post(f"/counter/calls/{call}/end").status_code == 200
+
+    # the views' and the voice's polls still in flight when the call ends: not an error
+    for path in (f"view/face?after={live.headers['X-Seq']}", "view/doc?after=0", "signal"):
+        r = web.get(f"/counter/calls/{call}/{path}")
+        assert (r.status_code, r.headers.get("X-Call-Ended")) == (204, "1"), path
+    # what staff ask of an ended call is still refused, with the reason
+    refused = web.post(f"/counter/calls/{call}/capture")
+    assert refused.status_code == 409 and "ended" in refused.get_json()["error"]
+    # "Recent calls" alone, as the console reloads it: the call, who took it, how long
+    recent = web.get("/counter/recent").get_data(as_text=True)
+    row = re.search(rf'<tr data-call="{call}">(.*?)</tr>', recent, re.S)
+    assert row, recent
+    cells = re.findall(r"<td>(.*?)</td>", row.group(1), re.S)
+    assert cells[0] == kiosk.dev and cells[2] == "suzuki" and cells[4] == "staff ended"
+    assert re.fullmatch(r"[1-9] s", cells[3]), f"talked {cells[3]!r} for a call of a second or two"
+    assert f'data-call="{call}"' in web.get("/counter").get_data(as_text=True)

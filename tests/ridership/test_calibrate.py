@@ -11,6 +11,8 @@ import pytest
 
 from edge.cli import main
 from edge.config import DoorSection
+from edge.ridership import accuracy
+from edge.ridership.calibrate import calibrate, config_block, default_trial
 from tests.ridership.scenes import pad, render, walk
 
 
@@ -65,3 +67,27 @@ def test_a_truth_file_without_a_line_needs_one(
     assert "noline.json" in capsys.readouterr().err
     assert main(["ridership", "calibrate", str(video), "--truth", str(tmp_path / "x.json")]) == 2
     assert "x.json" in capsys.readouterr().err
+
+
+def test_the_person_size_is_chosen_when_two_board_side_by_side(tmp_path: Path) -> None:
+    """Two people boarding shoulder to shoulder make one blob: only a calibrated person size
+    splits it, and calibration finds one from three labelled crossings."""
+    paths = [
+        pad(walk(((140, 30), 0), ((140, 220), 40)), 30),  # two abreast, touching
+        pad(walk(((172, 30), 0), ((172, 220), 40)), 30),
+        pad(walk(((220, 225), 0), ((220, 25), 40)), 90),  # one gets off
+    ]
+    video = tmp_path / "abreast.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (320, 240))
+    for f in render(paths, 150):
+        w.write(f.image)
+    w.release()
+    truth = accuracy.Truth((40.0, 120.0, 280.0, 120.0), [(50, "in"), (50, "in"), (110, "out")])
+    trials = calibrate(video, truth, truth.line, detectors=("blobs",))
+    before, best = default_trial(trials), trials[0]
+    assert before is not None and before.cost[0] == 0.5  # one boarding of two lost
+    assert best.cost == (0.0, 0.0) and best.setting.person_area is not None
+    block = config_block(best, truth.line, "rear", "picamera")
+    door = tomllib.loads(block)["ridership"]["doors"][0]
+    assert door["person_area"] == best.setting.person_area
+    assert DoorSection.model_validate(door | {"schedule": [[0, 10]]}).person_area

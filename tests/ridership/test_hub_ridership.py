@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import tomllib
 import uuid
 import zipfile
 from datetime import UTC, date, datetime, timedelta
@@ -12,13 +14,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tomli_w
 
 from edge import contract
+from hub.cli import build
 from hub.clock import zone
-from hub.ridership import data, export, report
+from hub.ridership import data, export, names, report
 from hub.ridership.od import ipf
 from hub.ridership.trips import StopCount, Trip, clean
 from hub.store import Message, Store
+from provisioning.fleet import Fleet
+from provisioning.mosquitto import MosquittoProcess
+from tests.hub.conftest import staff_client
 
 DAY = date(2026, 11, 25)  # a Wednesday
 
@@ -200,3 +207,121 @@ def test_vehicle_factors_are_validated(store: Store) -> None:
         data.set_factors(store, "bus-1", 3.0, 1.0, "", "kato")
     data.set_factors(store, "bus-1", 1.1, 0.95, "ride check", "kato")
     assert data.get_factors(store)["bus-1"]["board"] == 1.1
+
+
+def test_ridership_page_names_routes_and_directions_lists_each_trip_once_and_numbers_od_columns(
+    fleet: Fleet, broker: MosquittoProcess
+) -> None:
+    feed = fleet.root / "hub" / "gtfs"
+    feed.mkdir()
+    (feed / "routes.txt").write_text(
+        "\ufeffroute_id,route_short_name,route_long_name,route_type\r\n"
+        "R1,1,北循環線,3\r\nR2,,南線,3\r\n",
+        encoding="utf-8",
+    )
+    (feed / "trips.txt").write_text(
+        "route_id,service_id,trip_id,trip_headsign,direction_id\n"
+        "R1,WD,T0730,駅前行,0\nR1,WD,T1200,駅前行,0\nR1,WD,B0800,,1\n",
+        encoding="utf-8",
+    )
+    cfg = tomllib.loads(fleet.hub_config.read_text())
+    fleet.hub_config.write_text(tomli_w.dumps({**cfg, "ridership": {"gtfs": "gtfs"}}))
+    # a trip whose boarding at its last stop the estimate cannot place: two reasons, one trip
+    odd = [visit("T1500", 1, 2, 0, "15:00"), visit("T1500", 2, 0, 2, "15:04"),
+           visit("T1500", 4, 1, 1, "15:08")]  # fmt: skip
+    hub = build(fleet.hub_config).start(web=False)
+    try:
+        store_visits(hub.store, DAY_VISITS + odd)
+        staff = staff_client(hub, "kato", "transit")
+        page = staff.get(f"/ridership?from={DAY}&to={DAY}&route=R1&direction=0").get_data(
+            as_text=True
+        )
+    finally:
+        hub.stop()
+    # the filters: names from the feed, codes as the values
+    assert '<option value="R1" selected>1 北循環線</option>' in page
+    assert '<option value="0" selected>駅前行</option>' in page
+    assert '<option value="1" >inbound</option>' in page  # no headsign in the feed
+    # the estimate's warning: the trip once, with both reasons
+    warning = re.search(r'<ul class="od-flags">(.*?)</ul>', page, re.S)
+    assert warning, "no warning for the trip with a boarding at its last stop"
+    items = re.findall(r"<li>(.*?)</li>", warning.group(1), re.S)
+    assert len(items) == 1 and items[0].startswith(f"T1500 {DAY}: "), items
+    assert "cannot be matched" in items[0] and "did not converge" in items[0]
+    assert "1 trip(s) had inconsistent counts" in page
+    # the OD table: stop numbers over the columns, names once per row, scrolling sideways
+    od = re.search(r'<div class="scroll">\s*<table class="od">(.*?)</table>', page, re.S)
+    assert od, "the OD table is not in a sideways-scrolling box"
+    heads = re.findall(r'<th scope="col" title="([^"]*)">([^<]*)</th>', od.group(1))
+    assert heads == [(f"停留所{n}", str(n)) for n in (1, 2, 3, 4)]
+    assert '<span class="stopno">3</span> 停留所3' in od.group(1)
+
+
+def test_route_and_direction_names_fall_back_to_codes(tmp_path: Path) -> None:
+    none = names.load(None)
+    assert (none.route("R9"), none.direction("R9", 0), none.direction("R9", 1)) == (
+        "R9",
+        "outbound",
+        "inbound",
+    )
+    broken = tmp_path / "feed.zip"
+    broken.write_bytes(b"not a zip")
+    assert names.load(broken).route("R1") == "R1"
+    with zipfile.ZipFile(feed := tmp_path / "ok.zip", "w") as z:
+        z.writestr("routes.txt", "route_id,route_short_name,route_long_name\nR1,,Hill line\n")
+    assert names.load(feed).route("R1") == "Hill line"
+
+
+def test_a_trip_under_way_is_shown_raw_and_left_out_until_it_ends(store: Store) -> None:
+    """A bus three stops into a five-stop trip has 4 on and nobody off yet: that is not a
+    trip to balance (it would show zeros and be flagged), it is a trip under way."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    today = now.astimezone(zone()).date()
+
+    def recent(trip: str, seq: int, on: int, off: int, minutes_ago: int) -> dict[str, Any]:
+        v = visit(trip, seq, on, off, "08:00")
+        at = now - timedelta(minutes=minutes_ago)
+        v |= {"service_date": today.isoformat(), "arrival": at.isoformat()}
+        v["departure"] = (at + timedelta(seconds=40)).isoformat()
+        return v
+
+    store_visits(
+        store,
+        [recent("T9", 1, 3, 0, 12), recent("T9", 2, 1, 0, 8), recent("T9", 3, 0, 0, 4)]
+        + [recent("T8", s, on, off, 60 - 5 * s) for s, on, off in [(1, 2, 0), (5, 0, 2)]],
+    )
+    got = data.load(store, today, today, ends={"T9": 5, "T8": 5}, now=now)
+    assert [t.trip_id for t in got.under_way] == ["T9"]
+    t9 = got.under_way[0]
+    assert (t9.raw_on, t9.raw_off, t9.stops[-1].load) == (4, 0, 4) and not t9.flags
+    assert [t.trip_id for t in got.trips] == ["T8"]  # reached its last stop: cleaned
+    # a bus that never got to the end (gone out of service) is cleaned after two hours; and
+    # without a feed the hub cannot know where a trip ends: it cleans what it has
+    later = data.load(store, today, today, ends={"T9": 5}, now=now + timedelta(hours=3))
+    assert later.under_way == [] and {t.trip_id for t in later.trips} == {"T8", "T9"}
+    assert data.load(store, today, today, now=now).under_way == []
+
+
+def test_the_ridership_page_shows_a_trip_under_way(fleet: Fleet, broker: MosquittoProcess) -> None:
+    feed = fleet.root / "hub" / "gtfs"
+    feed.mkdir()
+    (feed / "stop_times.txt").write_text(
+        "trip_id,arrival_time,departure_time,stop_id,stop_sequence\n"
+        + "".join(f"T9,08:0{s}:00,08:0{s}:00,S{s},{s}\n" for s in range(1, 6)),
+        encoding="utf-8",
+    )
+    cfg = tomllib.loads(fleet.hub_config.read_text())
+    fleet.hub_config.write_text(tomli_w.dumps({**cfg, "ridership": {"gtfs": "gtfs"}}))
+    now = datetime.now(UTC).replace(microsecond=0)
+    v = visit("T9", 2, 3, 0, "08:00")
+    v |= {"service_date": now.astimezone(zone()).date().isoformat(), "arrival": now.isoformat()}
+    v["departure"] = (now + timedelta(seconds=30)).isoformat()
+    hub = build(fleet.hub_config).start(web=False)
+    try:
+        store_visits(hub.store, [v])
+        page = staff_client(hub, "kato", "transit").get("/ridership").get_data(as_text=True)
+    finally:
+        hub.stop()
+    under_way = page[page.index("Under way") : page.index("</section>", page.index("Under way"))]
+    assert "停留所2" in under_way and "3/0" in under_way
+    assert "No counted trips" in page  # not balanced into zeros and flagged

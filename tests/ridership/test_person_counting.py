@@ -81,6 +81,7 @@ def test_a_missing_model_falls_back_to_blobs(
     assert "nothing.toml" in caplog.text and "blobs" in caplog.text
 
 
+@pytest.mark.slow  # an accuracy run over the whole clip with YOLOX (about 18 s on 2 cores)
 @needs_clip
 def test_every_labelled_line_of_the_clip_with_one_setting() -> None:
     """x = 320 (y 120-330) and x = 300 (whole height), one pass, the same settings."""

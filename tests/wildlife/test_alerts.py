@@ -260,3 +260,70 @@ def test_alerts_page_and_per_camera_timeline(hub: Hub, cams: dict[str, mqtt.Clie
     assert "1 visit" in timeline and "score 0.93" in timeline
     transit = staff_client(hub, "kato", "transit")
     assert transit.get("/alerts").status_code == 403
+
+
+def test_alerts_page_draws_the_cameras_from_provisioning_with_the_troops_highlighted(
+    hub: Hub, fleet: Fleet, broker: MosquittoProcess
+) -> None:
+    from edge.cli import main
+    from tests.hub.conftest import staff_client
+
+    ranger = staff_client(hub, "suzuki", "wildlife")
+    fleet.add_device("field-01", "wildlife")
+    page = ranger.get("/alerts").get_data(as_text=True)
+    assert "<svg" not in page and "mimamori provision place NAME --lat" in page
+
+    # where each camera stands is given at provisioning, on the command line or afterwards
+    fleet_arg = ["--fleet", str(fleet.root)]
+    assert main(["provision", "place", "field-01", "--lat", "36.2", "--lon", "137.25", *fleet_arg]) == 0  # fmt: skip
+    assert main(["provision", "device", "field-02", "--role", "wildlife", "--lat", "36.2045",
+                 "--lon", "137.2556", *fleet_arg]) == 0  # fmt: skip
+    fleet.add_device("field-03", "wildlife", lat=36.199, lon=137.262)
+    fleet.add_device("bus-01", "ridership", lat=36.3, lon=137.3)  # not a camera: not drawn
+    c = client(device_identity(fleet, "field-01"))
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    try:
+        wait_until(c.is_connected, 5, "field-01")
+        sighting(c, "field-01", uuid.uuid4().hex, seq=1)
+        wait_until(lambda: hub.alerts.recent(), 20, "troop stored")
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    page = ranger.get("/alerts").get_data(as_text=True)
+    svg = re.search(r'<svg class="camera-map" viewBox="0 0 (\d+) (\d+)".*?</svg>', page, re.S)
+    assert svg, "no map on the alerts page"
+    assert "mimamori provision place" not in page
+    dots = {
+        name: (cls, float(x), float(y))
+        for cls, x, y, name in re.findall(
+            r'<g class="(cam(?: seen)?)"><circle cx="([\d.]+)" cy="([\d.]+)".*?>([\w-]+)</text>',
+            svg.group(0),
+            re.S,
+        )
+    }
+    assert set(dots) == {"field-01", "field-02", "field-03"}
+    assert dots["field-01"][0] == "cam seen" and dots["field-02"][0] == dots["field-03"][0] == "cam"
+    width, height = int(svg.group(1)), int(svg.group(2))
+    assert all(0 < x < width and 0 < y < height for _, x, y in dots.values())
+    assert dots["field-02"][2] < dots["field-01"][2] < dots["field-03"][2]  # north up
+    assert dots["field-01"][1] < dots["field-02"][1] < dots["field-03"][1]  # east right
+    assert re.search(r'<text x="10" y="\d+">\d+ m</text>', svg.group(0)), "no scale bar"
+    # what was there stays: where, when, who was told, who is going
+    assert "/alerts/camera/field-01" in page and "<time datetime=" in page
+    assert "<dt>Told</dt><dd>nobody</dd>" in page and "I'm going / 対応します" in page
+
+
+def test_a_device_position_needs_both_coordinates_in_range(fleet: Fleet) -> None:
+    from provisioning.fleet import FleetError
+
+    with pytest.raises(FleetError, match="both --lat and --lon"):
+        fleet.add_device("field-01", "wildlife", lat=36.2)
+    with pytest.raises(FleetError, match="latitude -90..90"):
+        fleet.add_device("field-01", "wildlife", lat=136.2, lon=36.2)
+    fleet.add_device("field-01", "wildlife")
+    roster = json.loads((fleet.root / "hub" / "devices.json").read_text())["devices"]
+    assert (roster["field-01"]["lat"], roster["field-01"]["lon"]) == (None, None)
+    fleet.place("field-01", 36.2, 137.25)
+    roster = json.loads((fleet.root / "hub" / "devices.json").read_text())["devices"]
+    assert (roster["field-01"]["lat"], roster["field-01"]["lon"]) == (36.2, 137.25)
