@@ -40,6 +40,7 @@ from hub.errors import HubError
 BASELINE = "0001"  # the schema ``create_all`` made before migrations existed
 ON_APPLY = "on_version_apply"  # config attribute: env.py passes it to Alembic
 VERSION_TABLE = "alembic_version"
+SCRIPTS = str(Path(__file__).parent)  # env.py and versions/, shipped as package data
 # every module that declares hub tables on ``hub.store.metadata``
 TABLE_MODULES = (
     "hub.store",
@@ -72,7 +73,7 @@ def target_metadata() -> sa.MetaData:
 def config(conn: Connection, on_apply: Callable[..., None] | None = None) -> Config:
     """Alembic's config for this package's scripts, running on ``conn``."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent))
+    cfg.set_main_option("script_location", SCRIPTS)
     cfg.attributes["connection"] = conn
     cfg.attributes[ON_APPLY] = on_apply
     return cfg
@@ -80,13 +81,13 @@ def config(conn: Connection, on_apply: Callable[..., None] | None = None) -> Con
 
 def head() -> str:
     """The newest revision this code knows."""
-    revision = ScriptDirectory(str(Path(__file__).parent)).get_current_head()
+    revision = ScriptDirectory(SCRIPTS).get_current_head()
     assert revision is not None, "hub/migrations/versions is empty"
     return revision
 
 
 def known(revision: str) -> bool:
-    return ScriptDirectory(str(Path(__file__).parent)).get_revisions(revision) != ()
+    return any(s.revision == revision for s in ScriptDirectory(SCRIPTS).walk_revisions())
 
 
 def where(engine: Engine) -> str:

@@ -1,15 +1,25 @@
-"""A signed-in staff browser for the hub's pages (Flask's test client, over https)."""
+"""A signed-in staff browser for the hub's pages (Flask's test client, over https); a
+throwaway PostgreSQL server with a fresh database a test."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from hub.auth import Accounts
 from hub.cli import Hub
+from tests.conftest import free_port
 
 PASSWORD = "correct horse battery"
 
@@ -47,3 +57,63 @@ def staff_client(hub: Hub, name: str, role: str) -> Staff:
 @pytest.fixture
 def admin(hub: Hub) -> Staff:
     return staff_client(hub, "sato", "admin")
+
+
+PG_BIN = (
+    next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+    if Path("/usr/lib/postgresql").is_dir()
+    else None
+)
+
+
+def _as_postgres(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    return subprocess.run(cmd, check=True, capture_output=True, **kw)  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session: the URL of its ``postgres`` database."""
+    if PG_BIN is None:
+        pytest.skip("PostgreSQL server binaries not installed (./run.sh test installs them)")
+    # pytest's tmp dirs are private to root; the server runs as the postgres user
+    base = Path(tempfile.mkdtemp(prefix="mimamori-pg-"))
+    data = base / "data"
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+    _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "mimamori"])
+    port = free_port()
+    _as_postgres(
+        [
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(base / "log"),
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ]
+    )
+    try:
+        yield f"postgresql+psycopg://mimamori@127.0.0.1:{port}/postgres"
+    finally:
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> Iterator[str]:
+    """A fresh, empty database on the throwaway server, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+        yield pg_server.rsplit("/", 1)[0] + f"/{name}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    finally:
+        admin.dispose()
