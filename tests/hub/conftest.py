@@ -8,17 +8,23 @@ import re
 import shutil
 import subprocess
 import tempfile
+import tomllib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import tomli_w
 from flask.testing import FlaskClient
 
+from edge import contract
 from hub.auth import Accounts
 from hub.cli import Hub
+from hub.store import Message
+from provisioning.fleet import Fleet
 from tests.conftest import free_port
 
 PASSWORD = "correct horse battery"
@@ -57,6 +63,27 @@ def staff_client(hub: Hub, name: str, role: str) -> Staff:
 @pytest.fixture
 def admin(hub: Hub) -> Staff:
     return staff_client(hub, "sato", "admin")
+
+
+def hub_config(fleet: Fleet, url: str, name: str = "hub.toml") -> Path:
+    """The fleet's hub config with its store at ``url``, written beside it as ``name``."""
+    settings = tomllib.loads(fleet.hub_config.read_text())
+    settings["store"]["url"] = url
+    path = fleet.hub_config.with_name(name)
+    path.write_text(tomli_w.dumps(settings))
+    return path
+
+
+def event(dev: str, seq: int) -> Message:
+    payload = contract.EventPayload(
+        id=uuid.uuid4().hex,
+        seq=seq,
+        kind="wildlife.sighting",
+        created=contract.utcnow(),
+        data={"score": 0.9},
+    )
+    topic = contract.parse_topic(contract.event(dev, "wildlife.sighting"))
+    return Message(topic, payload, datetime.now(UTC))
 
 
 PG_BIN = (
@@ -105,15 +132,27 @@ def pg_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_url(pg_server: str) -> Iterator[str]:
-    """A fresh, empty database on the throwaway server, dropped after the test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
+def pg_databases(pg_server: str) -> Iterator[Callable[[], str]]:
+    """Makes fresh, empty databases on the throwaway server; drops them after the test."""
     admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"t_{uuid.uuid4().hex[:12]}")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {made[-1]}"))
+        return pg_server.rsplit("/", 1)[0] + f"/{made[-1]}"
+
     try:
+        yield make
         with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {name}"))
-        yield pg_server.rsplit("/", 1)[0] + f"/{name}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+            for name in made:
+                conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
     finally:
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_databases: Callable[[], str]) -> str:
+    """A fresh, empty database on the throwaway server."""
+    return pg_databases()

@@ -5,25 +5,22 @@ refuses a schema behind the code."""
 from __future__ import annotations
 
 import logging
-import tomllib
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-import tomli_w
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from edge import contract
 from edge.cli import main
 from hub import migrations
 from hub.alerts.tables import troops
 from hub.auth import Accounts
 from hub.config import EXIT_BAD_CONFIG
-from hub.store import Message, Store
+from hub.store import Store
 from provisioning.fleet import Fleet
+from tests.hub.conftest import event, hub_config
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -32,27 +29,6 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'hub.db'}"
     return str(request.getfixturevalue("pg_url"))
-
-
-def hub_config(fleet: Fleet, url: str, name: str = "hub.toml") -> Path:
-    """The fleet's hub config with its store at ``url``, written beside it as ``name``."""
-    settings = tomllib.loads(fleet.hub_config.read_text())
-    settings["store"]["url"] = url
-    path = fleet.hub_config.with_name(name)
-    path.write_text(tomli_w.dumps(settings))
-    return path
-
-
-def event(dev: str, seq: int) -> Message:
-    payload = contract.EventPayload(
-        id=uuid.uuid4().hex,
-        seq=seq,
-        kind="wildlife.sighting",
-        created=contract.utcnow(),
-        data={"score": 0.9},
-    )
-    topic = contract.parse_topic(contract.event(dev, "wildlife.sighting"))
-    return Message(topic, payload, datetime.now(UTC))
 
 
 def first_release(url: str) -> Store:
