@@ -16,8 +16,8 @@ from hub.alerts.tables import troops
 from hub.auth import Accounts
 from hub.backup import row_counts
 from hub.cli import build
-from provisioning.mosquitto import MosquittoProcess
 from provisioning.fleet import Fleet
+from provisioning.mosquitto import MosquittoProcess
 from tests.hub.conftest import event, hub_config
 
 
