@@ -24,6 +24,7 @@ table modules are imported when a migration runs.
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,11 @@ TABLE_MODULES = (
     "hub.ridership.data",
 )
 _PG_LOCK = 0x6D696D616D6F7269  # "mimamori": one hub process migrates at a time
+
+log = logging.getLogger(__name__)
+# Alembic says "Context impl SQLiteImpl." and the like at INFO on every look at the
+# revision; what was applied is reported by ``upgrade``'s ``progress`` and logged here
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class SchemaError(HubError, RuntimeError):
@@ -125,7 +131,8 @@ def ensure(engine: Engine) -> None:
     if revision == need:
         return
     if revision is None and not tables:
-        upgrade(engine)
+        log.info("%s is empty: creating the hub's tables (schema revision %s)", where(engine), need)
+        upgrade(engine, progress=lambda line: log.info("applied %s", line))
         return
     db = where(engine)
     if revision is None:
