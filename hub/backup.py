@@ -69,7 +69,10 @@ def restore(url: str, src: Path, force: bool = False, progress: Progress = print
     asks for `mimamori hub db upgrade` at the next start."""
     db = make_url(url)
     where = db.render_as_string(hide_password=True)
-    head = src.open("rb").read(16) if src.is_file() else b""
+    if not src.is_file():
+        raise BackupError(f"{src}: no such backup file")
+    with src.open("rb") as f:
+        head = f.read(16)
     sqlite = db.get_backend_name() == "sqlite"
     if sqlite and not head.startswith(b"SQLite format 3\0"):
         raise BackupError(

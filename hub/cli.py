@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sdnotify
+import sqlalchemy as sa
 from flask import Flask
 
 from edge.webserver import WebServer
@@ -272,6 +273,9 @@ def reports_errors(
             return EXIT_BAD_CONFIG
         except (HubError, OSError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
+            return 1
+        except sa.exc.OperationalError as e:  # the database could not be opened or reached
+            print(f"error: the database of {args.config} ([store] url): {e.orig}", file=sys.stderr)
             return 1
 
     return run

@@ -169,8 +169,9 @@ def stamp(engine: Engine) -> None:
     """Mark a database made by ``create_all`` as revision ``BASELINE``, after checking that
     its tables and columns are the ones ``BASELINE`` creates; ``SchemaError`` if not."""
     db = where(engine)
-    if current(engine) is not None:
-        raise SchemaError(f"{db} already has a schema revision ({current(engine)})", "current")
+    revision = current(engine)
+    if revision is not None:
+        raise SchemaError(f"{db} already has a schema revision ({revision})", "current")
     reference = sa.create_engine("sqlite://")
     try:
         upgrade(reference, BASELINE)

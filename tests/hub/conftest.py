@@ -21,9 +21,10 @@ import tomli_w
 from flask.testing import FlaskClient
 
 from edge import contract
+from hub.alerts.tables import troops
 from hub.auth import Accounts
 from hub.cli import Hub
-from hub.store import Message
+from hub.store import Message, Store
 from provisioning.fleet import Fleet
 from tests.conftest import free_port
 
@@ -84,6 +85,26 @@ def event(dev: str, seq: int) -> Message:
     )
     topic = contract.parse_topic(contract.event(dev, "wildlife.sighting"))
     return Message(topic, payload, datetime.now(UTC))
+
+
+def seed(store: Store) -> None:
+    """A device (field-01) with 30 events, a staff account (tanaka, wildlife) and a troop
+    alert (t1), written by the store's own code as any release since the first does."""
+    assert store.apply([event("field-01", n) for n in range(1, 31)]).new == 30
+    Accounts(store).add("tanaka", PASSWORD, "wildlife")
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        conn.execute(
+            troops.insert().values(
+                id="t1",
+                cameras=["field-01"],
+                started=now,
+                last_seen=now,
+                max_score=0.9,
+                late=False,
+                delivered=now,
+            )
+        )
 
 
 PG_BIN = (

@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from edge.cli import main
 from hub import migrations
-from hub.alerts.tables import troops
 from hub.auth import Accounts
 from hub.backup import row_counts
 from hub.cli import build
 from provisioning.fleet import Fleet
 from provisioning.mosquitto import MosquittoProcess
-from tests.hub.conftest import event, hub_config
+from tests.hub.conftest import PASSWORD, event, hub_config, seed
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -42,22 +40,9 @@ def test_backup_of_a_running_hub_restores_into_a_fresh_one(
     hub = build(live_config).start(web=False)
     try:
         assert hub.ingest.wait_connected(10), "hub could not connect"
-        hub.store.apply([event(dev, n) for dev in ("field-01", "field-02") for n in range(1, 51)])
-        Accounts(hub.store).add("tanaka", "correct horse battery", "wildlife")
+        seed(hub.store)
+        hub.store.apply([event("field-02", n) for n in range(1, 21)])
         hub.alerts.add_subscriber("Yamada (hunter)", "json://localhost/", "*", None, 0)
-        now = datetime.now(UTC)
-        with hub.store.engine.begin() as conn:
-            conn.execute(
-                troops.insert().values(
-                    id="t1",
-                    cameras=["field-01"],
-                    started=now,
-                    last_seen=now,
-                    max_score=0.9,
-                    late=False,
-                    delivered=now,
-                )
-            )
         seeded = row_counts(live_url)
 
         stop = threading.Event()
@@ -97,8 +82,8 @@ def test_backup_of_a_running_hub_restores_into_a_fresh_one(
     again = build(fresh_config)  # the restored database is at head: the hub starts on it
     try:
         assert migrations.current(again.store.engine) == migrations.head()
-        assert Accounts(again.store).check("tanaka", "correct horse battery") == "wildlife"
-        assert len(again.store.events("field-01", limit=None)) == 50
+        assert Accounts(again.store).check("tanaka", PASSWORD) == "wildlife"
+        assert len(again.store.events("field-01", limit=None)) == 30
     finally:
         again.store.close()
 

@@ -5,7 +5,6 @@ refuses a schema behind the code."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from hub.auth import Accounts
 from hub.config import EXIT_BAD_CONFIG
 from hub.store import Store
 from provisioning.fleet import Fleet
-from tests.hub.conftest import event, hub_config
+from tests.hub.conftest import PASSWORD, hub_config, seed
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -36,21 +35,7 @@ def first_release(url: str) -> Store:
     staff account."""
     store = Store(url)
     migrations.upgrade(store.engine, migrations.BASELINE)
-    assert store.apply([event("field-01", n) for n in range(1, 31)]).new == 30
-    Accounts(store).add("tanaka", "correct horse battery", "wildlife")
-    now = datetime.now(UTC)
-    with store.engine.begin() as conn:
-        conn.execute(
-            troops.insert().values(
-                id="t1",
-                cameras=["field-01"],
-                started=now,
-                last_seen=now,
-                max_score=0.9,
-                late=False,
-                delivered=now,
-            )
-        )
+    seed(store)
     return store
 
 
@@ -91,7 +76,7 @@ def test_upgrade_keeps_the_data_of_the_first_release(
     assert "events_device_pk" in index_names(store, "events")
     assert store.create().events("field-01", limit=None) == before
     assert store.device("field-01") is not None
-    assert Accounts(store).check("tanaka", "correct horse battery") == "wildlife"
+    assert Accounts(store).check("tanaka", PASSWORD) == "wildlife"
     with store.engine.connect() as conn:
         assert conn.execute(sa.select(troops.c.cameras)).scalar_one() == ["field-01"]
     assert main(["hub", "db", "current", "--config", str(config)]) == 0
@@ -151,3 +136,13 @@ def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(migrations.SchemaError, match="9999, which this code does not know"):
         store.create()
     store.close()
+
+
+def test_a_database_that_cannot_be_opened_is_named(
+    tmp_path: Path, fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = hub_config(fleet, f"sqlite:///{tmp_path / 'no such dir' / 'hub.db'}")
+    assert main(["hub", "db", "upgrade", "--config", str(config)]) == 1
+    assert (
+        f"error: the database of {config} ([store] url): unable to open" in capsys.readouterr().err
+    )
