@@ -16,16 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sdnotify
+import sqlalchemy as sa
 from flask import Flask
 
 from edge.webserver import WebServer
-from hub import clock
+from hub import backup, clock, migrations
 from hub.alerts import Alerts
 from hub.auth import ROLES, Accounts
 from hub.config import EXIT_BAD_CONFIG, HubConfig, load_hub_config
 from hub.counter.calls import CallBook
 from hub.counter.relay import Relay
-from hub.errors import HubConfigError
+from hub.errors import HubConfigError, HubError
 from hub.ingest import Ingest
 from hub.roster import Roster
 from hub.store import Store
@@ -39,7 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "hub",
         help="run the city-hall hub (ingest + staff pages)",
         description="Subscribe to the fleet's MQTT topics, store what arrives (SQLite or "
-        "PostgreSQL), and serve the staff web pages. Exits 78 on a bad config.",
+        "PostgreSQL), and serve the staff web pages. Exits 78 on a bad config or on a "
+        "database whose schema is behind this release (see `mimamori hub db --help`).",
     )
     p.add_argument(
         "--config",
@@ -101,6 +103,69 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     config_option(push)
     push.set_defaults(func=push_model)
+    register_db(hsub)
+
+
+def register_db(hsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`mimamori hub db ...`, `hub backup` and `hub restore`."""
+    db = hsub.add_parser(
+        "db",
+        help="the database's schema: upgrade, current, stamp",
+        description="The hub's tables change through migrations (Alembic, shipped with "
+        "mimamori). A brand-new empty database gets the schema when the hub starts; after "
+        "installing a newer mimamori the hub refuses to start until `db upgrade` has run.",
+    )
+    dsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = dsub.add_parser(
+        "upgrade",
+        help="bring the database's schema to this release (back up first)",
+        description="Apply every migration the database lacks, printing each one. Stop the "
+        "hub and run `mimamori hub backup` first.",
+    )
+    config_option(up)
+    up.set_defaults(func=db_upgrade)
+    cur = dsub.add_parser(
+        "current",
+        help="print the database's schema revision and this release's",
+        description="Print the database's schema revision, and whether it is this release's "
+        "(head).",
+    )
+    config_option(cur)
+    cur.set_defaults(func=db_current)
+    st = dsub.add_parser(
+        "stamp",
+        help="mark a database made before migrations existed",
+        description=f"A database made by mimamori before migrations existed has the tables "
+        f"but no schema revision. This checks its tables and columns against revision "
+        f"{migrations.BASELINE} (what those releases made) and, if they match, records that "
+        "revision; then run `mimamori hub db upgrade`.",
+    )
+    config_option(st)
+    st.set_defaults(func=db_stamp)
+    bk = hsub.add_parser(
+        "backup",
+        help="copy the database to a file, safe while the hub runs",
+        description="SQLite: a consistent copy by the online backup API while ingest keeps "
+        "writing. PostgreSQL: `pg_dump -Fc` (the PostgreSQL client tools must be on PATH). "
+        "Restore it with `mimamori hub restore`.",
+    )
+    bk.add_argument(
+        "out", type=Path, metavar="OUT", help="backup file to write, e.g. hub-2025-06-01.db"
+    )
+    config_option(bk)
+    bk.set_defaults(func=backup_db)
+    rs = hsub.add_parser(
+        "restore",
+        help="replace the database by a backup (hub stopped)",
+        description="Copy a backup made by `mimamori hub backup` into the configured "
+        "database (PostgreSQL: `pg_restore`). Stop the hub first. A database that holds data "
+        "is not overwritten unless --force. A backup from an older release needs "
+        "`mimamori hub db upgrade` afterwards.",
+    )
+    rs.add_argument("src", type=Path, metavar="IN", help="backup file to restore")
+    rs.add_argument("--force", action="store_true", help="overwrite a database that holds data")
+    config_option(rs)
+    rs.set_defaults(func=restore_db)
 
 
 @dataclass
@@ -207,8 +272,11 @@ def reports_errors(
         except HubConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return EXIT_BAD_CONFIG
-        except (OSError, ValueError) as e:
+        except (HubError, OSError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
+            return 1
+        except sa.exc.OperationalError as e:  # the database could not be opened or reached
+            print(f"error: the database of {args.config} ([store] url): {e.orig}", file=sys.stderr)
             return 1
 
     return run
@@ -273,11 +341,67 @@ def push_model(args: argparse.Namespace) -> int:
     return 0
 
 
+@reports_errors
+def db_upgrade(args: argparse.Namespace) -> int:
+    store = Store(load_hub_config(args.config).store.url)
+    try:
+        before = migrations.current(store.engine)
+        print(
+            f"{migrations.where(store.engine)}: at {before or 'no revision'}, upgrading to {migrations.head()}"
+        )
+        migrations.upgrade(store.engine, progress=lambda line: print(f"applied {line}"))
+        print(f"at {migrations.current(store.engine)} (head)")
+    finally:
+        store.close()
+    return 0
+
+
+@reports_errors
+def db_current(args: argparse.Namespace) -> int:
+    store = Store(load_hub_config(args.config).store.url)
+    try:
+        revision, head = migrations.current(store.engine), migrations.head()
+    finally:
+        store.close()
+    state = "head" if revision == head else f"this release needs {head}"
+    print(f"{revision or 'none'} ({state})")
+    return 0
+
+
+@reports_errors
+def db_stamp(args: argparse.Namespace) -> int:
+    store = Store(load_hub_config(args.config).store.url)
+    try:
+        migrations.stamp(store.engine)
+    finally:
+        store.close()
+    print(
+        f"tables match; marked as revision {migrations.BASELINE}: now run "
+        f"`mimamori hub db upgrade --config {args.config}`"
+    )
+    return 0
+
+
+@reports_errors
+def backup_db(args: argparse.Namespace) -> int:
+    backup.backup(load_hub_config(args.config).store.url, args.out)
+    return 0
+
+
+@reports_errors
+def restore_db(args: argparse.Namespace) -> int:
+    backup.restore(load_hub_config(args.config).store.url, args.src, force=args.force)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         hub = build(args.config)
     except HubConfigError as e:
         log.error("bad config %s", e)
+        return EXIT_BAD_CONFIG
+    except migrations.SchemaError as e:  # not worth a restart either: the unit prevents 78
+        log.error("%s (mimamori hub db %s --config %s)", e, e.action, args.config)
         return EXIT_BAD_CONFIG
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())

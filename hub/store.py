@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.schema import SchemaItem
 
 from edge import contract
+from hub import migrations
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,9 @@ TS = sa.DateTime(timezone=True)
 
 
 def table(name: str, *columns: SchemaItem) -> sa.Table:
-    """A hub table, declared on the one ``metadata`` that ``Store.create`` and the migrations
-    use (the store's own, and those of accounts, alerts and the counter)."""
+    """A hub table, declared on the one ``metadata`` that the migrations
+    (``hub/migrations/versions``) must match: the store's own, and those of accounts, alerts,
+    the counter and ridership (listed in ``hub.migrations.TABLE_MODULES``)."""
     return sa.Table(name, metadata, *columns)
 
 
@@ -73,6 +75,7 @@ events = table(
     sa.Column("data", sa.JSON, nullable=False),
     sa.UniqueConstraint("device", "event_id", name="events_device_event_id"),
     sa.Index("events_device_seq", "device", "seq"),
+    sa.Index("events_device_pk", "device", "pk"),  # a device's newest events
     sa.Index("events_kind_created", "kind", "created"),
 )
 
@@ -180,7 +183,10 @@ class Store:
         )
 
     def create(self) -> Store:
-        metadata.create_all(self.engine)
+        """Make ready: a brand-new database gets the schema (every migration); one whose
+        schema is behind the code raises ``hub.migrations.SchemaError`` naming the command
+        that upgrades it."""
+        migrations.ensure(self.engine)
         return self
 
     def close(self) -> None:

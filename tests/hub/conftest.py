@@ -1,15 +1,32 @@
-"""A signed-in staff browser for the hub's pages (Flask's test client, over https)."""
+"""A signed-in staff browser for the hub's pages (Flask's test client, over https); a
+throwaway PostgreSQL server with a fresh database a test."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import tempfile
+import tomllib
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+import tomli_w
 from flask.testing import FlaskClient
 
+from edge import contract
+from hub.alerts.tables import troops
 from hub.auth import Accounts
 from hub.cli import Hub
+from hub.store import Message, Store
+from provisioning.fleet import Fleet
+from tests.conftest import free_port
 
 PASSWORD = "correct horse battery"
 
@@ -47,3 +64,116 @@ def staff_client(hub: Hub, name: str, role: str) -> Staff:
 @pytest.fixture
 def admin(hub: Hub) -> Staff:
     return staff_client(hub, "sato", "admin")
+
+
+def hub_config(fleet: Fleet, url: str, name: str = "hub.toml") -> Path:
+    """The fleet's hub config with its store at ``url``, written beside it as ``name``."""
+    settings = tomllib.loads(fleet.hub_config.read_text())
+    settings["store"]["url"] = url
+    path = fleet.hub_config.with_name(name)
+    path.write_text(tomli_w.dumps(settings))
+    return path
+
+
+def event(dev: str, seq: int) -> Message:
+    payload = contract.EventPayload(
+        id=uuid.uuid4().hex,
+        seq=seq,
+        kind="wildlife.sighting",
+        created=contract.utcnow(),
+        data={"score": 0.9},
+    )
+    topic = contract.parse_topic(contract.event(dev, "wildlife.sighting"))
+    return Message(topic, payload, datetime.now(UTC))
+
+
+def seed(store: Store) -> None:
+    """A device (field-01) with 30 events, a staff account (tanaka, wildlife) and a troop
+    alert (t1), written by the store's own code as any release since the first does."""
+    assert store.apply([event("field-01", n) for n in range(1, 31)]).new == 30
+    Accounts(store).add("tanaka", PASSWORD, "wildlife")
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        conn.execute(
+            troops.insert().values(
+                id="t1",
+                cameras=["field-01"],
+                started=now,
+                last_seen=now,
+                max_score=0.9,
+                late=False,
+                delivered=now,
+            )
+        )
+
+
+PG_BIN = (
+    next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+    if Path("/usr/lib/postgresql").is_dir()
+    else None
+)
+
+
+def _as_postgres(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
+    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    return subprocess.run(cmd, check=True, capture_output=True, **kw)  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server for the session: the URL of its ``postgres`` database."""
+    if PG_BIN is None:
+        pytest.skip("PostgreSQL server binaries not installed (./run.sh test installs them)")
+    # pytest's tmp dirs are private to root; the server runs as the postgres user
+    base = Path(tempfile.mkdtemp(prefix="mimamori-pg-"))
+    data = base / "data"
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+    _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "mimamori"])
+    port = free_port()
+    _as_postgres(
+        [
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(base / "log"),
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ]
+    )
+    try:
+        yield f"postgresql+psycopg://mimamori@127.0.0.1:{port}/postgres"
+    finally:
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_databases(pg_server: str) -> Iterator[Callable[[], str]]:
+    """Makes fresh, empty databases on the throwaway server; drops them after the test."""
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"t_{uuid.uuid4().hex[:12]}")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {made[-1]}"))
+        return pg_server.rsplit("/", 1)[0] + f"/{made[-1]}"
+
+    try:
+        yield make
+        with admin.connect() as conn:
+            for name in made:
+                conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_databases: Callable[[], str]) -> str:
+    """A fresh, empty database on the throwaway server."""
+    return pg_databases()

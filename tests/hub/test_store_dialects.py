@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,50 +11,7 @@ import pytest
 
 from edge import contract
 from hub.store import Message, Store
-from tests.conftest import free_port, stored_events
-
-PG_BIN = (
-    next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
-    if Path("/usr/lib/postgresql").is_dir()
-    else None
-)
-
-
-def _as_postgres(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
-    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-        cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    return subprocess.run(cmd, check=True, capture_output=True, **kw)  # type: ignore[call-overload]
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    if PG_BIN is None:
-        pytest.skip("PostgreSQL server binaries not installed (./run.sh test installs them)")
-    # pytest's tmp dirs are private to root; the server runs as the postgres user
-    base = Path(tempfile.mkdtemp(prefix="mimamori-pg-"))
-    data = base / "data"
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-    _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "mimamori"])
-    port = free_port()
-    _as_postgres(
-        [
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(base / "log"),
-            "-o",
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        ]
-    )
-    try:
-        yield f"postgresql+psycopg://mimamori@127.0.0.1:{port}/postgres"
-    finally:
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])
-        shutil.rmtree(base, ignore_errors=True)
+from tests.conftest import stored_events
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -69,10 +22,6 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         url = request.getfixturevalue("pg_url")
     s = Store(url).create()
     yield s
-    if request.param == "postgres":
-        from hub.store import metadata
-
-        metadata.drop_all(s.engine)
     s.close()
 
 
