@@ -8,6 +8,7 @@ left to watch and returns; the worker threads are shut down after.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -23,15 +24,24 @@ class WebServer:
         self._server: Any = create_server(app, host=host, port=port, threads=threads, ident=name)
         self.port = int(self._server.effective_port)
         self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
+        self._stopped = False
+        self._lock = threading.Lock()
 
     def start(self) -> WebServer:
         self._thread.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving; a second call does nothing."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
         server = self._server
         if self._thread.is_alive():
-            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+            # OSError: the loop already closed its trigger on its way out
+            with contextlib.suppress(OSError):
+                server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("web server thread did not stop within %.0f s", timeout)

@@ -33,3 +33,16 @@ def test_stopping_while_serving_leaves_no_thread_error_and_frees_the_port(
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             pass
     assert errors == [], errors
+
+
+def test_a_second_stop_does_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+    server = WebServer(hello, host="127.0.0.1", port=free_port(), threads=1, name="t").start()
+    stoppers = [threading.Thread(target=server.stop) for _ in range(3)]
+    for t in stoppers:
+        t.start()
+    for t in stoppers:
+        t.join(10)
+    server.stop()
+    assert errors == [], errors

@@ -63,7 +63,10 @@ def states(probe: Probe) -> list[contract.StatePayload]:
     ]
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+@pytest.mark.parametrize(
+    "how",
+    ["SIGKILL", pytest.param("SIGSTOP", marks=pytest.mark.slow)],  # a frozen one: 1.5 keepalives
+)
 def test_dead_or_frozen_device_goes_offline_within_one_and_a_half_keepalives(
     device: DeviceProcess, hub_probe: Probe, how: str
 ) -> None:
