@@ -58,6 +58,21 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def free_port_pair() -> int:
+    """A free loopback port whose next one is free too (the demo's broker listens on both:
+    devices on ``port``, the hub on ``port + 1``)."""
+    for _ in range(100):
+        port = free_port()
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two free loopback ports in a row")
+
+
 @pytest.fixture
 def fleet(tmp_path: Path) -> Fleet:
     """A fresh fleet (broker config, hub account) on a free loopback port."""

@@ -14,13 +14,14 @@ import pytest
 
 from hub.roster import Roster
 from provisioning.demo import VTEST
-from tests.conftest import free_ports
+from tests.conftest import free_port_pair, free_ports
 from tests.mqtt_probe import wait_until
 
 
 @pytest.mark.slow
 def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
-    port, web, screen = free_ports(3)
+    port = free_port_pair()  # the broker listens on port and port + 1 (the hub's listener)
+    web, screen = [p for p in free_ports(4) if p not in (port, port + 1)][:2]
     proc = subprocess.Popen(
         [
             sys.executable,
