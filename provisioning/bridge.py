@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge import contract
-from provisioning.broker import CONF_DIR
+from provisioning.broker import CONF_DIR, LOGGING
 from provisioning.pki import Authority
 
 #: where towns' messages land at the prefecture broker: ``PREFIX/{town}/mimamori/v1/...``
@@ -128,12 +128,7 @@ acl_file {broker / "acl"}
 persistence true
 persistence_location {broker / "data"}/
 autosave_interval 30
-log_dest stderr
-log_type error
-log_type warning
-log_type notice
-connection_messages true
-
+{LOGGING}
 # towns' bridges: a certificate of the prefecture CA; its CN is the town's name
 listener {port} {bind}
 protocol mqtt

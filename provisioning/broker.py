@@ -53,6 +53,14 @@ CONF_DIR = "conf.d"
 CONTROL = "$CONTROL/dynamic-security/v1"
 
 #: a normal fleet's 72-hour outage, with room to spare (README, "Security"): per client
+#: what every broker this project runs logs (to the journal via stderr)
+LOGGING = """\
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+connection_messages true
+"""
 MAX_QUEUED_MESSAGES = 100_000
 MAX_QUEUED_BYTES = 256 * 1024 * 1024
 #: the largest message of any channel (a document still or an inline model job) plus headers
@@ -213,12 +221,7 @@ max_inflight_messages 0
 max_packet_size {MAX_PACKET_BYTES}
 set_tcp_nodelay true
 
-log_dest stderr
-log_type error
-log_type warning
-log_type notice
-connection_messages true
-
+{LOGGING}
 # devices: fleet CA; the client id is the certificate's CN, whatever the device asks for
 listener {port} {bind}
 protocol mqtt
