@@ -15,6 +15,7 @@ from hub.cli import Hub
 from hub.counter.relay import CounterError
 from kiosk.document import find_page
 from kiosk.pointer import COLOUR, UNIT, Mark, draw, pin, where
+from tests.conftest import MEDIA
 from tests.kiosk.conftest import Kiosk, staff_account
 from tests.kiosk.test_browser import chromium, staff_page, view_ts  # noqa: F401 (fixture)
 from tests.kiosk.test_counter import answer
@@ -33,6 +34,7 @@ def marked(image: np.ndarray) -> np.ndarray:
     return np.argwhere(diff < 60)
 
 
+@pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not present")
 def test_a_mark_stays_on_the_same_spot_of_the_paper_when_the_paper_moves() -> None:
     rng = np.random.default_rng(4)
     sample = render("plain", rng, _content())

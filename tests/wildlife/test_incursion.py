@@ -48,6 +48,7 @@ def test_cooldown_keeps_a_milling_troop_one_visit() -> None:
     assert run(back_later, rules).count("start") == 2
 
 
+@pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not present")
 def test_night_frames_are_recognised() -> None:
     gray = np.full((60, 80), 90, np.uint8)
     assert is_night(gray) and is_night(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
