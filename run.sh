@@ -49,6 +49,12 @@ venv() {
         .venv/bin/python -m pip install -q -e ".[$extra]"
         touch "$stamp"
     fi
+    # mypy reads the import root as installed (mimamori.edge, ...) through these links
+    mkdir -p .venv/import-root/mimamori
+    local pkg
+    for pkg in edge hub kiosk provisioning models; do
+        ln -sfn "../../../$pkg" ".venv/import-root/mimamori/$pkg"
+    done
 }
 
 # the broker guard plugin (provisioning/guard.py) is compiled against Mosquitto's headers

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import tomli_w
 
-from provisioning import wheelhouse
-from provisioning.fleet import Fleet
-from provisioning.image import build_wheel, requirements
+from mimamori.provisioning import wheelhouse
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.image import build_wheel, requirements
+from mimamori.provisioning.wheelhouse import CHECKOUT
 
-CHECKOUT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = Path("/var/tmp/mimamori-arm64-root")
 DEFAULT_IMAGE = CHECKOUT.parent / "shared" / "media" / "monkeys" / "images" / "monkey_139.jpg"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
@@ -123,10 +123,6 @@ def check(root: Path, image: Path, wheels: Path | None = None) -> str:
             "-r",
             "/opt/check/wheels/requirements.txt",
         )
-        # the wheel does not carry models/, and edge.vision.manifest looks for it beside the
-        # installed packages: put the checkout's there, where a Pi must have them too
-        site = next((root / APP.lstrip("/") / ".venv" / "lib").glob("python3*/site-packages"))
-        shutil.copytree(CHECKOUT / "models", site / "models", dirs_exist_ok=True)
         cli = f"{APP}/.venv/bin/mimamori"
         out += _chroot(root, cli, "check-config", "/opt/check/device/device.toml")
         out += _chroot(
@@ -143,7 +139,7 @@ def check(root: Path, image: Path, wheels: Path | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m provisioning.arm64_check",
+        prog="python -m mimamori.provisioning.arm64_check",
         description="Install mimamori from the image seed's wheels into a Debian bookworm "
         "arm64 root run under qemu-user (Raspberry Pi OS 64-bit's Python 3.11, aarch64), then "
         "run `mimamori check-config` and `mimamori wildlife scan` there. Needs root, "

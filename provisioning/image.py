@@ -45,8 +45,9 @@ from typing import Any
 
 import yaml
 
-from provisioning.fleet import Fleet, FleetError
-from provisioning.wheelhouse import load as load_wheelhouse
+from mimamori.provisioning.fleet import Fleet, FleetError
+from mimamori.provisioning.wheelhouse import CHECKOUT
+from mimamori.provisioning.wheelhouse import load as load_wheelhouse
 
 SECTOR = 512
 FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}
@@ -54,7 +55,6 @@ INSTALL_DIR = "/opt/mimamori"
 CONFIG_DIR = "/etc/mimamori"
 BOOT_DIR = "/boot/firmware"
 PROJECT = "mimamori"
-CHECKOUT = Path(__file__).resolve().parent.parent
 UNITS_DIR = CHECKOUT / "systemd"
 WIPE_SCRIPT = Path(__file__).resolve().with_name("wipe_seed.py")
 WIPE_PATH = f"{INSTALL_DIR}/wipe-seed"
@@ -169,7 +169,9 @@ def build_wheel(out_dir: Path, checkout: Path = CHECKOUT) -> Path:
             f"{checkout}: no pyproject.toml to build the {PROJECT} wheel from "
             "(run from a mimamori checkout, or pass --package PATH.whl)"
         )
-    find = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["packages"]["find"]
+    folders = set(
+        tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-dir"].values()
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
@@ -177,7 +179,7 @@ def build_wheel(out_dir: Path, checkout: Path = CHECKOUT) -> Path:
         for item in checkout.iterdir():
             if item.is_file():
                 shutil.copy2(item, src / item.name)
-            elif item.is_dir() and any(item.match(pat) for pat in find["include"]):
+            elif item.is_dir() and item.name in folders:
                 shutil.copytree(item, src / item.name, ignore=shutil.ignore_patterns("__pycache__"))
         res = subprocess.run(
             [

@@ -7,9 +7,9 @@ import inspect
 import subprocess
 import sys
 
-from edge.app import Meter, Telemetry
-from edge.apps import APP_SECTIONS, APPS
-from edge.config import DeviceConfig
+from mimamori.edge.app import Meter, Telemetry
+from mimamori.edge.apps import APP_SECTIONS, APPS
+from mimamori.edge.config import DeviceConfig
 from tests.conftest import ROOT
 
 
@@ -25,9 +25,9 @@ def test_every_role_has_a_factory_taking_its_section_and_the_device() -> None:
 
 def test_the_service_imports_no_app() -> None:
     code = (
-        "import sys, edge.service, edge.cli; "
+        "import sys, mimamori.edge.service, mimamori.edge.cli; "
         "print(sorted(m for m in sys.modules "
-        "if m.startswith(('kiosk', 'edge.wildlife', 'edge.ridership'))))"
+        "if m.startswith(('mimamori.kiosk', 'mimamori.edge.wildlife', 'mimamori.edge.ridership'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioning import image
-from provisioning import wheelhouse as wheelhouse_mod
-from provisioning.fleet import Fleet
+from mimamori.provisioning import image
+from mimamori.provisioning import wheelhouse as wheelhouse_mod
+from mimamori.provisioning.fleet import Fleet
 
 MB = 1024 * 1024
 pytestmark = pytest.mark.skipif(
@@ -23,10 +23,12 @@ pytestmark = pytest.mark.skipif(
 
 
 def make_image(path: Path) -> tuple[int, int]:
-    """A 48 MiB image: FAT16 boot partition (type 0x0c) and a Linux partition of random data."""
-    boot_start, boot_sectors, root_start, root_sectors = 2048, 32768, 34816, 61440
+    """A 96 MiB image: a 64 MiB FAT16 boot partition (type 0x0c; Raspberry Pi OS's is 512 MiB,
+    and the seed's wheels with the models take about 45 MiB) and a Linux partition of random
+    data."""
+    boot_start, boot_sectors, root_start, root_sectors = 2048, 131072, 133120, 61440
     with path.open("wb") as f:
-        f.truncate(48 * MB)
+        f.truncate(96 * MB)
     subprocess.run(
         ["sfdisk", "--quiet", str(path)],
         input=f"label: dos\nstart={boot_start}, size={boot_sectors}, type=c\n"
@@ -188,7 +190,15 @@ def test_cli_writes_into_image_and_refuses_non_images(
 ) -> None:
     img, _, _ = pi_image
     fleet.add_device("field-08", "wildlife")
-    cli = [sys.executable, "-m", "edge.cli", "provision", "image", "--fleet", str(fleet.root)]
+    cli = [
+        sys.executable,
+        "-m",
+        "mimamori.edge.cli",
+        "provision",
+        "image",
+        "--fleet",
+        str(fleet.root),
+    ]
     cli += ["--wheelhouse", str(wheelhouse)]
     ok = subprocess.run(
         [*cli, "--device", "field-08", "--image", str(img), "--package", str(wheel)],

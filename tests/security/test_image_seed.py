@@ -42,8 +42,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from provisioning import image, wheelhouse
-from provisioning.fleet import Fleet
+from mimamori.provisioning import image, wheelhouse
+from mimamori.provisioning.fleet import Fleet
 from tests.provisioning.test_image import make_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +67,7 @@ def provision(fleet: Fleet, img: Path, *extra: str) -> subprocess.CompletedProce
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "mimamori.edge.cli",
             "provision",
             "image",
             "--fleet",
@@ -322,7 +322,7 @@ def test_first_boot_installs_the_shipped_wheel_not_the_index_namesake(
     assert not (site / "stranger.py").exists(), "first boot installed the index's mimamori"
     assert not list(site.glob("mimamori-99.0.dist-info"))
     assert (site / f"mimamori-{PROJECT_VERSION}.dist-info").is_dir()
-    installed = (site / "edge" / "cli.py").read_bytes()
+    installed = (site / "mimamori" / "edge" / "cli.py").read_bytes()
     assert installed == (ROOT / "edge" / "cli.py").read_bytes()
     assert not stranger_index.requests, stranger_index.requests  # the index is never asked
     assert (site / "paho_mqtt_stub.py").exists()  # dependencies come from the seed's wheels
