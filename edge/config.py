@@ -199,6 +199,15 @@ class DoorSection(Section):
         description="blobs: darkest shadow, as a share of the floor's brightness, that is "
         "not a person (0.35 for an overhead camera under changing light)",
     )
+    background_frames: int = Field(
+        300,
+        ge=30,
+        le=5000,
+        description="blobs: frames the floor's model remembers (it learns at 1/N while nobody "
+        "is in view, about a sixth of that while someone is): fewer follow light changes "
+        "sooner, more keep a slow or waiting rider in view (`mimamori ridership calibrate` "
+        "chooses it from a labelled clip)",
+    )
     anchor: Literal["center", "bottom"] = Field(
         "center", description="center for an overhead camera, bottom (feet) for an angled one"
     )

@@ -53,6 +53,7 @@ def build_ridership(cfg: RidershipSection, device: Device, pin_factory: Any = No
                     gate=d.gate,
                     person_area=d.person_area,
                     shadow_ratio=d.shadow_ratio,
+                    background_frames=d.background_frames,
                     person_score=d.person_score,
                 ),
                 signal,

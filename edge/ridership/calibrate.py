@@ -5,7 +5,8 @@ setting — detector (blobs with each person size, yolox with each person score)
 (centre, feet) and hysteresis band — and keeps the one with the smallest error: first the
 worst direction's total error, then the mean absolute error per window (so errors that
 cancel out in the totals still cost). Detection and tracking run once per detector setting;
-every anchor and band is a line counter fed the same tracks.
+every anchor and band is a line counter fed the same tracks. Then the best blobs setting is
+counted again with a shorter and a longer background memory (MOG2's learning rate).
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ BANDS: tuple[float, ...] = (6.0, 12.0, 20.0)
 PERSON_AREAS: tuple[float | None, ...] = (None, 0.01, 0.017, 0.03)
 #: yolox: the lowest score taken as a person (None: the manifest's 0.65)
 PERSON_SCORES: tuple[float | None, ...] = (0.5, None, 0.8)
-DEFAULT = ("blobs", "center", 12.0, None, None)
+#: blobs: frames the background remembers (learning rate 1/N); 300 is the default, the others
+#: are tried with the best blobs setting only (a second pass, not the whole grid again)
+BACKGROUND_FRAMES: tuple[int, ...] = (150, 300, 600)
+DEFAULT_BACKGROUND = 300
+DEFAULT = ("blobs", "center", 12.0, None, None, DEFAULT_BACKGROUND)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class Setting:
     detector: DetectorName
     person_area: float | None = None
     person_score: float | None = None
+    background_frames: int = DEFAULT_BACKGROUND
 
 
 def settings(detectors: tuple[DetectorName, ...]) -> list[Setting]:
@@ -80,31 +86,51 @@ def calibrate(
     """Every trial, best first. Raises CameraError if the clip cannot be read."""
     trials: list[Trial] = []
     for setting in settings(detectors):
-        source = FileSource(video)
-        counter = DoorCounter(
-            line,
-            detector=setting.detector,
-            person_area=setting.person_area,
-            person_score=setting.person_score,
-        )
-        lcs = {(a, b): LineCounter(line, band_px=b, anchor=a) for a in ANCHORS for b in BANDS}
-        marks: dict[tuple[Anchor, float], list[tuple[int, str]]] = {k: [] for k in lcs}
-        frames = 0
-        try:
-            while (frame := source.read()) is not None:
-                counter.process(frame)
-                tracks = counter.tracker.trusted()
-                for key, lc in lcs.items():
-                    for c in lc.update(tracks, frame.ts):
-                        marks[key].append((frame.index, c.direction))
-                frames += 1
-        finally:
-            source.close()
-        for (a, b), m in marks.items():
-            scores = accuracy.score(truth.crossings, m, frames, window)
-            trials.append(Trial(setting, a, b, scores))
+        trials += _trials(video, truth, line, setting, window)
+    blobs = [t for t in trials if t.detector == "blobs"]
+    if blobs:
+        best = min(blobs, key=lambda t: t.cost).setting
+        for n in BACKGROUND_FRAMES:
+            if n != best.background_frames:
+                again = Setting("blobs", person_area=best.person_area, background_frames=n)
+                trials += _trials(video, truth, line, again, window)
     trials.sort(key=lambda t: t.cost)
     return trials
+
+
+def _trials(
+    video: Path,
+    truth: accuracy.Truth,
+    line: tuple[float, float, float, float],
+    setting: Setting,
+    window: int,
+) -> list[Trial]:
+    """Count the clip once with ``setting``: one trial per anchor and band."""
+    source = FileSource(video)
+    counter = DoorCounter(
+        line,
+        detector=setting.detector,
+        person_area=setting.person_area,
+        person_score=setting.person_score,
+        background_frames=setting.background_frames,
+    )
+    lcs = {(a, b): LineCounter(line, band_px=b, anchor=a) for a in ANCHORS for b in BANDS}
+    marks: dict[tuple[Anchor, float], list[tuple[int, str]]] = {k: [] for k in lcs}
+    frames = 0
+    try:
+        while (frame := source.read()) is not None:
+            counter.process(frame)
+            tracks = counter.tracker.trusted()
+            for key, lc in lcs.items():
+                for c in lc.update(tracks, frame.ts):
+                    marks[key].append((frame.index, c.direction))
+            frames += 1
+    finally:
+        source.close()
+    return [
+        Trial(setting, a, b, accuracy.score(truth.crossings, m, frames, window))
+        for (a, b), m in marks.items()
+    ]
 
 
 def default_trial(trials: list[Trial]) -> Trial | None:
@@ -112,7 +138,14 @@ def default_trial(trials: list[Trial]) -> Trial | None:
         (
             t
             for t in trials
-            if (t.detector, t.anchor, t.band_px, t.setting.person_area, t.setting.person_score)
+            if (
+                t.detector,
+                t.anchor,
+                t.band_px,
+                t.setting.person_area,
+                t.setting.person_score,
+                t.setting.background_frames,
+            )
             == DEFAULT
         ),
         None,
@@ -138,6 +171,11 @@ def config_block(
             *(
                 [f"person_score = {best.setting.person_score:g}"]
                 if best.setting.person_score
+                else []
+            ),
+            *(
+                [f"background_frames = {best.setting.background_frames}"]
+                if best.setting.background_frames != DEFAULT_BACKGROUND
                 else []
             ),
             f'anchor = "{best.anchor}"',

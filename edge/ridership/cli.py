@@ -203,6 +203,8 @@ def _calibrate(args: argparse.Namespace) -> int:
             if t.setting.person_area
             else ""
         )
+        if t.detector == "blobs":
+            knob += f", background {t.setting.background_frames} frames"
         print(f"{name}: detector {t.detector}{knob}, anchor {t.anchor}, band {t.band_px:g} px")
         print(accuracy.table(t.scores))
         print()

@@ -42,13 +42,15 @@ def make_detector(
     model: Path | None = None,
     person_area: float | None = None,
     shadow_ratio: float = 0.5,
+    background_frames: int = 300,
     person_score: float | None = None,
 ) -> Detector:
     """The named detector; ``yolox`` falls back to blobs (logged) if its model cannot load.
 
     ``model``: the YOLOX manifest (default ``models/yolox-nano.toml``); ``person_area``: one
     person's blob as a fraction of the frame, to split blobs of several, and ``shadow_ratio``
-    how dark a shadow may be (overhead cameras; see ``BlobSettings``); ``person_score``:
+    how dark a shadow may be (overhead cameras; see ``BlobSettings``), ``background_frames``
+    how long the floor's model remembers (``BlobSettings.history``); ``person_score``:
     yolox's lowest person score (default: the manifest's).
     """
     if name == "hog":
@@ -65,7 +67,9 @@ def make_detector(
             return GatedPersonDetector(yolox, gate=gate)
         except ModelError as e:
             log.error("person detector unavailable, counting with blobs instead: %s", e)
-    return BlobDetector(BlobSettings(person_area=person_area, shadow_ratio=shadow_ratio))
+    return BlobDetector(
+        BlobSettings(person_area=person_area, shadow_ratio=shadow_ratio, history=background_frames)
+    )
 
 
 class DoorCounter:
@@ -79,6 +83,7 @@ class DoorCounter:
         gate: bool = True,
         person_area: float | None = None,
         shadow_ratio: float = 0.5,
+        background_frames: int = 300,
         person_score: float | None = None,
     ) -> None:
         self.detector = make_detector(
@@ -86,6 +91,7 @@ class DoorCounter:
             gate=gate,
             person_area=person_area,
             shadow_ratio=shadow_ratio,
+            background_frames=background_frames,
             person_score=person_score,
         )
         self.tracker = Tracker()

@@ -30,10 +30,8 @@ class BlobSettings:
     min_area: float = 0.0015  # smallest blob, as a fraction of the frame
     max_area: float = 0.25  # largest blob (a bus, a lighting change) is ignored
     min_fill: float = 0.25  # blob area / box area: thin streaks are noise
-    history: int = 300  # frames the background remembers
+    history: int = 300  # frames the background remembers: it learns at 1/history...
     var_threshold: float = 24.0  # MOG2 sensitivity: lower sees fainter differences
-    busy_learning_rate: float = 0.0005  # while people are in view: learn ~6x slower, so
-    # someone standing still (paying the fare, waiting on the line) does not fade away
     # light, not a person: the spread (std/mean) of frame/background brightness inside the
     # blob below this (rendered deep shadows 0.13-0.18; rendered people 0.24+, people on
     # vtest.avi 0.58+; 0 turns the check off) ...
@@ -47,6 +45,12 @@ class BlobSettings:
     light_texture: float = 0.1
     person_area: float | None = None  # one person's blob, fraction of the frame: split
     # blobs of two or more people (overhead cameras; None = never split)
+
+    @property
+    def busy_learning_rate(self) -> float:
+        """... and ~6x slower while people are in view (0.0005 at 300 frames), so someone
+        standing still (paying the fare, waiting on the line) does not fade away."""
+        return 0.15 / self.history
 
 
 class BlobDetector:

@@ -12,7 +12,13 @@ import pytest
 from mimamori.edge.cli import main
 from mimamori.edge.config import DoorSection
 from mimamori.edge.ridership import accuracy
-from mimamori.edge.ridership.calibrate import calibrate, config_block, default_trial
+from mimamori.edge.ridership.calibrate import (
+    Setting,
+    Trial,
+    calibrate,
+    config_block,
+    default_trial,
+)
 from tests.ridership.scenes import pad, render, walk
 
 
@@ -87,7 +93,26 @@ def test_the_person_size_is_chosen_when_two_board_side_by_side(tmp_path: Path) -
     before, best = default_trial(trials), trials[0]
     assert before is not None and before.cost[0] == 0.5  # one boarding of two lost
     assert best.cost == (0.0, 0.0) and best.setting.person_area is not None
+    # the best blobs setting was counted again with a shorter and a longer background memory
+    memories = {t.setting.background_frames for t in trials if t.setting == best.setting}
+    again = {
+        t.setting.background_frames
+        for t in trials
+        if t.setting.person_area == best.setting.person_area
+    }
+    assert len(memories) == 1 and again == {150, 300, 600}
     block = config_block(best, truth.line, "rear", "picamera")
     door = tomllib.loads(block)["ridership"]["doors"][0]
     assert door["person_area"] == best.setting.person_area
     assert DoorSection.model_validate(door | {"schedule": [[0, 10]]}).person_area
+
+
+def test_a_chosen_background_memory_goes_into_the_block_and_the_config_takes_it() -> None:
+    scores = accuracy.score([(5, "in")], [(5, "in")], 50, 100)
+    line = (40.0, 120.0, 280.0, 120.0)
+    for frames, written in ((150, True), (300, False)):
+        best = Trial(Setting("blobs", background_frames=frames), "center", 6.0, scores)
+        door = tomllib.loads(config_block(best, line, "rear", "picamera"))["ridership"]["doors"][0]
+        assert ("background_frames" in door) is written
+        section = DoorSection.model_validate(door | {"schedule": [[0, 10]]})
+        assert section.background_frames == frames
