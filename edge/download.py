@@ -212,7 +212,7 @@ def https_fetch(ca_file: Path | None, cert_file: Path | None, key_file: Path | N
         request = urllib.request.Request(url)  # noqa: S310 (run_job allows https only)
         if offset:
             request.add_header("Range", f"bytes={offset}-")
-        return urllib.request.urlopen(  # type: ignore[no-any-return]  # noqa: S310
+        return urllib.request.urlopen(  # noqa: S310
             request, context=ctx, timeout=FETCH_TIMEOUT_S
         )
 
