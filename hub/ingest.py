@@ -241,6 +241,10 @@ class Ingest:
         )
         return version
 
+    def send_job(self, dev: str, job: contract.JobDocument) -> None:
+        """Publish (retained) a job for ``dev``: the device runs it when it next connects."""
+        self.transport.publish(contract.job(dev, job.job_id), job.dumps(), qos=1, retain=True)
+
     def send_command(self, dev: str, name: str, args: dict[str, Any] | None = None) -> str:
         """Publish a command with a response topic and correlation id; return the id."""
         corr = uuid.uuid4().hex

@@ -33,8 +33,11 @@ from hub.ingest import Ingest
 from hub.pages import alerts as alerts_pages
 from hub.pages import api, commands, fleet, session
 from hub.pages import ingest as ingest_pages
+from hub.pages import models as models_pages
 from hub.pages.access import Parts
 from hub.ridership import web as ridership
+from hub.rollouts import Rollouts
+from hub.roster import Roster
 from hub.store import Store
 
 CSP = "; ".join(
@@ -85,6 +88,8 @@ def create_app(
     alerts: Alerts | None = None,
     relay: Relay | None = None,
     gtfs: Path | None = None,
+    rollouts: Rollouts | None = None,
+    roster: Roster | None = None,
 ) -> Flask:
     app = Flask(__name__)
     app.secret_key = secret_key
@@ -97,7 +102,7 @@ def create_app(
         RIDERSHIP_GTFS=gtfs,  # route and direction names on the Ridership page
     )
     CSRFProtect(app)
-    Parts(store, ingest, alerts, relay, Accounts(store), Throttle()).install(app)
+    Parts(store, ingest, alerts, relay, Accounts(store), Throttle(), rollouts, roster).install(app)
     app.after_request(security_headers)
     app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(
@@ -105,6 +110,8 @@ def create_app(
     )
     for bp in (session.bp, fleet.bp, commands.bp, alerts_pages.bp, ingest_pages.bp, api.bp):
         app.register_blueprint(bp)
+    if rollouts is not None:
+        app.register_blueprint(models_pages.bp)
     app.register_blueprint(ridership.bp)
     if relay is not None:
         app.register_blueprint(counter.bp)

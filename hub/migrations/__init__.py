@@ -49,6 +49,7 @@ TABLE_MODULES = (
     "hub.alerts.tables",
     "hub.counter.calls",
     "hub.ridership.data",
+    "hub.rollouts",
 )
 _PG_LOCK = 0x6D696D616D6F7269  # "mimamori": one hub process migrates at a time
 
