@@ -222,7 +222,7 @@ def run_job(
     """
 
     def status(
-        state: contract.JobState, reason: str | None = None, **detail: object
+        state: contract.JobState, reason: str | None = None, /, **detail: object
     ) -> contract.JobStatus:
         st = contract.JobStatus(job_id=job.job_id, status=state, reason=reason, detail=dict(detail))
         report(st)
@@ -231,6 +231,7 @@ def run_job(
     status("IN_PROGRESS", step="verifying")
     m = job.update.manifest
     slot = store.slot(m.name)
+    fetched: dict[str, object] = {}  # resumes of a download by URL
     with store.lock:
         installed = store.installed_version(m.name)
         try:
@@ -247,6 +248,7 @@ def run_job(
                     raise UpdateRejected(f"model URL {job.url!r} is not https")
 
                 def progress(got: int, resumes: int) -> None:
+                    fetched["resumes"] = resumes
                     status(
                         "IN_PROGRESS", step="downloading", bytes=got, size=m.size, resumes=resumes
                     )
@@ -271,4 +273,4 @@ def run_job(
             log.error("model update %s failed: %s", job.job_id, e)
             verified.unlink(missing_ok=True)
             return status("FAILED", str(e), version=store.installed_version(m.name))
-    return status("SUCCEEDED", version=m.version, sha256=m.sha256, self_test="passed")
+    return status("SUCCEEDED", version=m.version, sha256=m.sha256, self_test="passed", **fetched)

@@ -66,15 +66,22 @@ class ModelServer:
 class _Handler(http.server.BaseHTTPRequestHandler):
     target: Target
     connection: ssl.SSLSocket
+    shaken: bool
 
     def setup(self) -> None:
         self.request.settimeout(TIMEOUT_S)
-        self.request.do_handshake()  # here, not in accept(): a slow client delays no other
+        self.shaken = False
+        try:  # here, not in accept(): a slow client delays no other
+            self.request.do_handshake()
+            self.shaken = True
+        except OSError as e:  # no certificate, one from another CA, a port scan
+            log.info("model server: no TLS session with %s: %s", self.client_address[0], e)
         super().setup()
 
     def handle(self) -> None:
-        with contextlib.suppress(OSError):  # a failed handshake, a client gone mid-file
-            super().handle()
+        if self.shaken:
+            with contextlib.suppress(OSError):  # a client gone mid-file
+                super().handle()
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         cn = _common_name(self.connection.getpeercert() or {})
