@@ -198,9 +198,9 @@ def test_only_the_device_a_job_names_may_fetch_its_model(
     with pytest.raises(urllib.error.HTTPError) as unknown:
         https_fetch(*identity(fleet, "field-01"))(job.url + "x", 0)
     assert unknown.value.code == 403
-    # no client certificate at all: no TLS session (TLS 1.3 says so at the first read)
+    # no client certificate at all: no TLS session (an alert, or the connection closed)
     ca = identity(fleet, "field-01")[0]
-    with pytest.raises(OSError, match="certificate required"):
+    with pytest.raises(OSError):
         https_fetch(ca, None, None)(job.url, 0).read()
 
 
