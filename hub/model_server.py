@@ -27,7 +27,7 @@ from hub.config import ModelsSection
 log = logging.getLogger(__name__)
 
 #: the device a job names and the file it may fetch, or None for no such job
-Target = Callable[[str], "tuple[str, Path] | None"]
+Target = Callable[[str], tuple[str, Path] | None]
 
 CHUNK = 64 * 1024
 #: seconds a client may take for its handshake and for each read of the answer
