@@ -219,13 +219,14 @@ class Ingest:
         return ok
 
     def _reject(self, topic: str, reason: contract.Reason, detail: str) -> None:
-        self.counters["rejected"] += 1
-        self.counters[f"rejected.{reason}"] += 1
         log.warning("rejected message on %r (%s): %s", topic[:200], reason, detail[:500])
         try:
             self.store.reject(topic, reason, detail)
         except Exception:
             log.exception("could not record a reject")
+        # counted once recorded: whoever sees the count finds the reject in the store too
+        self.counters["rejected"] += 1
+        self.counters[f"rejected.{reason}"] += 1
 
     # -- outgoing ------------------------------------------------------------------------
 
