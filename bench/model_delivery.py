@@ -20,13 +20,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._fleet import free_port  # noqa: E402
-from edge.download import download, https_fetch  # noqa: E402
-from hub.config import load_hub_config  # noqa: E402
-from hub.model_server import ModelServer  # noqa: E402
-from hub.rollouts import Rollouts  # noqa: E402
-from hub.store import Store  # noqa: E402
-from provisioning.fleet import Fleet  # noqa: E402
-from provisioning.signing import sign_model  # noqa: E402
+from mimamori.edge.download import download, https_fetch  # noqa: E402
+from mimamori.hub.config import load_hub_config  # noqa: E402
+from mimamori.hub.model_server import ModelServer  # noqa: E402
+from mimamori.hub.rollouts import Rollouts  # noqa: E402
+from mimamori.hub.store import Store  # noqa: E402
+from mimamori.provisioning.fleet import Fleet  # noqa: E402
+from mimamori.provisioning.signing import sign_model  # noqa: E402
 from tests.reliability.badlink import BadLink  # noqa: E402
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "efficientnet-lite0.onnx"

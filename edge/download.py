@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from edge import contract
-from edge.errors import UpdateFailed, UpdateRejected
+from mimamori.edge import contract
+from mimamori.edge.errors import UpdateFailed, UpdateRejected
 
 log = logging.getLogger(__name__)
 

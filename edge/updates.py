@@ -30,9 +30,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge import contract
-from edge.download import DOWNLOAD_DEADLINE_S, Fetch, download
-from edge.errors import UpdateFailed, UpdateRejected
+from mimamori.edge import contract
+from mimamori.edge.download import DOWNLOAD_DEADLINE_S, Fetch, download
+from mimamori.edge.errors import UpdateFailed, UpdateRejected
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from werkzeug.http import parse_range_header
 
-from hub.config import ModelsSection
+from mimamori.hub.config import ModelsSection
 
 log = logging.getLogger(__name__)
 

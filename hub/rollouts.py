@@ -19,11 +19,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from edge import contract
-from hub import jobs
-from hub.config import ModelsSection
-from hub.store import TS, Store, fetch_all, fetch_one, table, telemetry
-from hub.store import jobs as job_states
+from mimamori.edge import contract
+from mimamori.hub import jobs
+from mimamori.hub.config import ModelsSection
+from mimamori.hub.store import TS, Store, fetch_all, fetch_one, table, telemetry
+from mimamori.hub.store import jobs as job_states
 
 #: how long after install the first device's telemetry is shown
 WATCH = timedelta(hours=1)

@@ -19,15 +19,15 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from edge import contract
-from edge.download import download, https_fetch
-from edge.errors import UpdateRejected
-from edge.service import Service
-from hub.cli import Hub
-from hub.jobs import MAX_INLINE_BYTES
-from hub.rollouts import Rollouts
-from provisioning.fleet import Fleet
-from provisioning.signing import sign_model
+from mimamori.edge import contract
+from mimamori.edge.download import download, https_fetch
+from mimamori.edge.errors import UpdateRejected
+from mimamori.edge.service import Service
+from mimamori.hub.cli import Hub
+from mimamori.hub.jobs import MAX_INLINE_BYTES
+from mimamori.hub.rollouts import Rollouts
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.signing import sign_model
 from tests.conftest import add_device
 from tests.hub.conftest import staff_client
 from tests.mqtt_probe import wait_until
@@ -147,7 +147,7 @@ def deliver_through_a_cut(
 def test_a_model_too_large_for_a_message_is_resumed_after_the_link_cuts_it(
     fleet: Fleet, hub: Hub, device: Service, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "hub.model_server")
+    caplog.set_level(logging.INFO, "mimamori.hub.model_server")
     model = wide_model(N, 0.5)
     assert len(model) > 2 * MAX_INLINE_BYTES
     row, link = deliver_through_a_cut(hub, fleet, device, tmp_path, model, kbit_s=80_000)
@@ -167,7 +167,7 @@ def test_a_model_too_large_for_a_message_is_resumed_after_the_link_cuts_it(
 def test_the_full_size_model_is_resumed_after_the_link_cuts_it(
     fleet: Fleet, hub: Hub, device: Service, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "hub.model_server")
+    caplog.set_level(logging.INFO, "mimamori.hub.model_server")
     model = REAL_MODEL.read_bytes()  # 18.6 MB, the default monkey model
     row, link = deliver_through_a_cut(hub, fleet, device, tmp_path, model, kbit_s=80_000)
     assert row["status"] == "SUCCEEDED", row["reason"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 
-from hub.pages.access import audit, parts, require
+from mimamori.hub.pages.access import audit, parts, require
 
 bp = Blueprint("models", __name__)
 

@@ -12,10 +12,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from edge import contract
-from edge.errors import UpdateRejected
-from edge.updates import ModelStore, load_public_key, run_job, verify
-from provisioning.signing import create_key, sign_model
+from mimamori.edge import contract
+from mimamori.edge.errors import UpdateRejected
+from mimamori.edge.updates import ModelStore, load_public_key, run_job, verify
+from mimamori.provisioning.signing import create_key, sign_model
 
 
 def tiny_model(scale: float) -> bytes:
