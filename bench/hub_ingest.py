@@ -55,7 +55,15 @@ def main() -> int:
     ident = Identity(str(h / "ca.crt"), str(h / "hub.crt"), str(h / "hub.key"))
     hub_log = fleet.root / "hub.log"
     hub = subprocess.Popen(
-        [sys.executable, "-m", "mimamori.edge.cli", "hub", "--no-web", "--config", str(fleet.hub_config)],
+        [
+            sys.executable,
+            "-m",
+            "mimamori.edge.cli",
+            "hub",
+            "--no-web",
+            "--config",
+            str(fleet.hub_config),
+        ],
         stderr=hub_log.open("wb"),
     )
     db = sa.create_engine(f"sqlite:///{h / 'hub.db'}")

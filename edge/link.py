@@ -32,7 +32,14 @@ from mimamori.edge.config import DeviceConfig
 from mimamori.edge.drain import Drain
 from mimamori.edge.errors import OutboxError
 from mimamori.edge.outbox import Outbox
-from mimamori.edge.transport import Endpoint, MqttTransport, Packet, Transport, TransportFactory, Will
+from mimamori.edge.transport import (
+    Endpoint,
+    MqttTransport,
+    Packet,
+    Transport,
+    TransportFactory,
+    Will,
+)
 
 log = logging.getLogger(__name__)
 

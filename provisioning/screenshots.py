@@ -68,7 +68,16 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
 def start_demo(folder: Path, media: Path) -> tuple[subprocess.Popen[str], str, str, int]:
     """The demo process, its hub URL, the admin password and the resident screen's port."""
     port, web, screen = free_ports(3)
-    argv = [sys.executable, "-m", "mimamori.edge.cli", "demo", "--dir", str(folder), "--media", str(media)]
+    argv = [
+        sys.executable,
+        "-m",
+        "mimamori.edge.cli",
+        "demo",
+        "--dir",
+        str(folder),
+        "--media",
+        str(media),
+    ]
     argv += ["--port", str(port), "--web-port", str(web), "--screen-port", str(screen)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None

@@ -27,7 +27,10 @@ def device(fleet: Fleet, hub: Hub) -> Iterator[Service]:
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mimamori.edge.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "mimamori.edge.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -188,7 +188,15 @@ def test_cli_writes_into_image_and_refuses_non_images(
 ) -> None:
     img, _, _ = pi_image
     fleet.add_device("field-08", "wildlife")
-    cli = [sys.executable, "-m", "mimamori.edge.cli", "provision", "image", "--fleet", str(fleet.root)]
+    cli = [
+        sys.executable,
+        "-m",
+        "mimamori.edge.cli",
+        "provision",
+        "image",
+        "--fleet",
+        str(fleet.root),
+    ]
     cli += ["--wheelhouse", str(wheelhouse)]
     ok = subprocess.run(
         [*cli, "--device", "field-08", "--image", str(img), "--package", str(wheel)],
