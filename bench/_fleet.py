@@ -27,6 +27,7 @@ def fleet_and_broker(
         port=free_port(),
         hub_port=free_port(),
         web_port=free_port(),
+        models_port=free_port(),
         broker_user="root" if os.geteuid() == 0 else None,
     )
     for name, role in devices:

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import sdnotify
 
-from mimamori.edge import contract, health, updates
+from mimamori.edge import contract, download, health, updates
 from mimamori.edge.app import App, Emitter, Telemetry
 from mimamori.edge.apps import APP_SECTIONS, create_app
 from mimamori.edge.camera import CameraError
@@ -74,6 +74,7 @@ class Service:
                 "ping": self._cmd_ping,
                 "snapshot-config": self._cmd_snapshot_config,
                 "restart-app": self._cmd_restart_app,
+                "model-rollback": self._cmd_model_rollback,
             },
             on_job=self._on_job,
         )
@@ -166,27 +167,18 @@ class Service:
                 )
                 self.link.report_job(final)
             else:
-                final = updates.run_job(
-                    job, self.models, key, self.link.report_job, fetch=self._fetch
+                tls = self.cfg.mqtt.tls
+                fetch = download.https_fetch(
+                    tls.ca_file if tls else None,
+                    tls.cert_file if tls else None,
+                    tls.key_file if tls else None,
                 )
+                final = updates.run_job(job, self.models, key, self.link.report_job, fetch=fetch)
         finished = self._finished_jobs()
         finished[job.job_id] = final.model_dump(mode="json")
         tmp = self._jobs_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(finished))
         tmp.replace(self._jobs_file)
-
-    def _fetch(self, url: str) -> BinaryIO:
-        """Open a model download over HTTPS with this device's certificate (read in chunks)."""
-        import ssl
-        import urllib.request
-
-        tls = self.cfg.mqtt.tls
-        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls else None)
-        if tls and tls.cert_file and tls.key_file:
-            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-        return urllib.request.urlopen(  # noqa: S310
-            url, context=ctx, timeout=updates.FETCH_TIMEOUT_S
-        )
 
     def _model(self) -> dict[str, Any] | None:
         """The model the app has loaded; before it has, the newest installed update."""
@@ -225,6 +217,13 @@ class Service:
         # loading models and opening cameras takes seconds: never on the link's network thread
         self._restart_wanted.set()
         return {"restart": "queued"}
+
+    def _cmd_model_rollback(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Switch a model slot back to the version before the current one (kept on disk)."""
+        name = str(args.get("name", ""))
+        if not name or name not in {p.name for p in self.models.root.glob("*")}:
+            raise ValueError(f"no model slot {name!r} on this device")
+        return {"name": name, "version": self.models.rollback(name)}
 
     def restart_app(self) -> None:
         with self._app_lock:

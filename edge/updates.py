@@ -2,11 +2,12 @@
 
 A model slot ``NAME`` lives in ``data_dir/models/NAME/``: one file per version
 (``v7.onnx``) and a ``current`` symlink that is swapped atomically (new link, fsync, rename).
-The previous version stays on disk so a failed self-test can switch back.
+The previous version stays on disk so a failed self-test can switch back, and so the hub
+can ask for it again (``rollback``).
 
 A model fetched from a job's URL is never held in memory: the signed manifest is checked
-first, then the body is streamed into a temporary file in the slot, capped at the manifest's
-size and hashed on the way, and only that verified file is installed.
+first, then ``edge.download`` streams the body into a partial file in the slot (capped at the
+manifest's size, hashed, resumed after a cut), and only that verified file is installed.
 """
 
 from __future__ import annotations
@@ -19,13 +20,10 @@ import io
 import json
 import logging
 import os
-import tempfile
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
@@ -33,28 +31,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mimamori.edge import contract
-from mimamori.edge.errors import MimamoriError
+from mimamori.edge.download import DOWNLOAD_DEADLINE_S, Fetch, download
+from mimamori.edge.errors import UpdateFailed, UpdateRejected
 
 log = logging.getLogger(__name__)
 
 #: runs the freshly installed model once; raises if it does not work
 SelfTest = Callable[[Path], None]
-#: opens a model URL and returns the response body as a stream (read in chunks, then closed)
-Fetch = Callable[[str], BinaryIO]
-
-#: seconds to connect to the model server and to wait for each read of its answer
-FETCH_TIMEOUT_S = 30.0
-#: a whole download must finish within this, however slowly its bytes trickle in
-DOWNLOAD_DEADLINE_S = 30 * 60.0
-CHUNK = 64 * 1024
-
-
-class UpdateRejected(MimamoriError, ValueError):
-    """The update is not acceptable (signature, hash, version, expiry); nothing was changed."""
-
-
-class UpdateFailed(MimamoriError, RuntimeError):
-    """The update was acceptable but could not be installed or failed its self-test."""
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
@@ -119,15 +102,6 @@ def _check_newer(m: contract.ModelManifest, installed_version: int) -> None:
         )
 
 
-def _announced_length(stream: BinaryIO) -> int | None:
-    headers = getattr(stream, "headers", None)
-    value = headers.get("Content-Length") if headers is not None else None
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 class ModelStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -160,66 +134,8 @@ class ModelStore:
         state.replace(slot / "state.json")
         _fsync_dir(slot)
 
-    def receive(
-        self,
-        manifest: contract.ModelManifest,
-        stream: BinaryIO,
-        *,
-        deadline_s: float = DOWNLOAD_DEADLINE_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> Path:
-        """Copy ``stream`` into a temporary file in the slot, checking it against ``manifest``.
-
-        Reads in chunks and never more than one byte past the signed size; hashes as it
-        goes; fsyncs. Returns the verified file (for :meth:`install`). Raises UpdateRejected
-        for a body larger than signed or with another sha256, UpdateFailed for one that ends
-        short or takes longer than ``deadline_s``; the temporary file is then removed.
-        """
-        size = manifest.size
-        announced = _announced_length(stream)
-        if announced is not None and announced > size:
-            raise UpdateRejected(
-                f"download exceeds the signed size of {size} bytes "
-                f"(the server announces {announced})"
-            )
-        slot = self.slot(manifest.name)
-        slot.mkdir(parents=True, exist_ok=True)
-        for stale in slot.glob(".*.partial"):  # left by a power cut during an earlier update
-            stale.unlink(missing_ok=True)
-        fd, name = tempfile.mkstemp(dir=slot, prefix=f".v{manifest.version}-", suffix=".partial")
-        path = Path(name)
-        try:
-            digest = hashlib.sha256()
-            got = 0
-            deadline = clock() + deadline_s
-            with os.fdopen(fd, "wb") as f:
-                while chunk := stream.read(min(CHUNK, size + 1 - got)):
-                    got += len(chunk)
-                    if got > size:
-                        raise UpdateRejected(f"download exceeds the signed size of {size} bytes")
-                    if clock() > deadline:
-                        raise UpdateFailed(
-                            f"download took longer than {deadline_s:.0f} s "
-                            f"({got} of the signed {size} bytes)"
-                        )
-                    digest.update(chunk)
-                    f.write(chunk)
-                if got < size:
-                    raise UpdateFailed(f"download ended after {got} of the signed {size} bytes")
-                if digest.hexdigest() != manifest.sha256:
-                    raise UpdateRejected(
-                        f"model sha256 {digest.hexdigest()} does not match "
-                        f"the manifest's {manifest.sha256}"
-                    )
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return path
-
     def install(self, manifest: contract.ModelManifest, model: Path, self_test: SelfTest) -> Path:
-        """Move the verified ``model`` (from :meth:`receive`) into place, switch ``current``,
+        """Move the verified ``model`` (from ``edge.download``) into place, switch ``current``,
         self-test; on failure switch back and raise."""
         slot = self.slot(manifest.name)
         slot.mkdir(parents=True, exist_ok=True)
@@ -245,6 +161,22 @@ class ModelStore:
                 old.unlink()
         log.info("model %s version %d installed", manifest.name, manifest.version)
         return final
+
+    def rollback(self, name: str) -> int:
+        """Switch ``current`` back to the previous version kept on disk; return its number."""
+        with self.lock:
+            installed = self.installed_version(name)
+            kept = [
+                (int(p.stem[1:]), p)
+                for p in self.slot(name).glob("v*.onnx")
+                if p.stem[1:].isdigit() and int(p.stem[1:]) < installed
+            ]
+            if not kept:
+                raise UpdateFailed(f"no version of {name} before {installed} is kept")
+            version, previous = max(kept)
+            self._point(name, previous, version)
+        log.info("model %s rolled back from version %d to %d", name, installed, version)
+        return version
 
 
 def _fsync_file(path: Path) -> None:
@@ -282,14 +214,15 @@ def run_job(
     self_test: SelfTest = onnx_self_test,
     deadline_s: float = DOWNLOAD_DEADLINE_S,
 ) -> contract.JobStatus:
-    """Carry out a model-update job, reporting IN_PROGRESS then a final state.
+    """Carry out a model-update job, reporting IN_PROGRESS (with the bytes downloaded and the
+    resumes so far) then a final state.
 
-    ``fetch`` opens ``job.url`` (HTTPS, with the device's certificate and FETCH_TIMEOUT_S);
-    it is called only after the signed manifest has been accepted.
+    ``fetch`` opens ``job.url`` from an offset (HTTPS, with the device's certificate); it is
+    called only after the signed manifest has been accepted.
     """
 
     def status(
-        state: contract.JobState, reason: str | None = None, **detail: object
+        state: contract.JobState, reason: str | None = None, /, **detail: object
     ) -> contract.JobStatus:
         st = contract.JobStatus(job_id=job.job_id, status=state, reason=reason, detail=dict(detail))
         report(st)
@@ -297,21 +230,32 @@ def run_job(
 
     status("IN_PROGRESS", step="verifying")
     m = job.update.manifest
+    slot = store.slot(m.name)
+    fetched: dict[str, object] = {}  # resumes of a download by URL
     with store.lock:
         installed = store.installed_version(m.name)
         try:
             if job.model_b64 is not None:
                 model = base64.b64decode(job.model_b64, validate=True)
                 verify(job.update, model, key, installed_version=installed)
-                verified = store.receive(m, io.BytesIO(model), deadline_s=deadline_s)
+                verified = download(
+                    m, "inline", lambda url, at: io.BytesIO(model[at:]), slot, deadline_s=deadline_s
+                )
                 del model
             elif job.url:
                 verify_manifest(job.update, key, installed_version=installed)
                 if urlsplit(job.url).scheme != "https":
                     raise UpdateRejected(f"model URL {job.url!r} is not https")
-                status("IN_PROGRESS", step="downloading", size=m.size)
-                with fetch(job.url) as stream:
-                    verified = store.receive(m, stream, deadline_s=deadline_s)
+
+                def progress(got: int, resumes: int) -> None:
+                    fetched["resumes"] = resumes
+                    status(
+                        "IN_PROGRESS", step="downloading", bytes=got, size=m.size, resumes=resumes
+                    )
+
+                verified = download(
+                    m, job.url, fetch, slot, deadline_s=deadline_s, progress=progress
+                )
             else:
                 raise UpdateRejected("job carries neither model bytes nor a URL")
         except (UpdateRejected, binascii.Error) as e:
@@ -329,4 +273,4 @@ def run_job(
             log.error("model update %s failed: %s", job.job_id, e)
             verified.unlink(missing_ok=True)
             return status("FAILED", str(e), version=store.installed_version(m.name))
-    return status("SUCCEEDED", version=m.version, sha256=m.sha256)
+    return status("SUCCEEDED", version=m.version, sha256=m.sha256, self_test="passed", **fetched)

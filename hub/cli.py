@@ -28,6 +28,8 @@ from mimamori.hub.counter.calls import CallBook
 from mimamori.hub.counter.relay import Relay
 from mimamori.hub.errors import HubConfigError, HubError
 from mimamori.hub.ingest import Ingest
+from mimamori.hub.model_server import ModelServer
+from mimamori.hub.rollouts import Rollouts
 from mimamori.hub.roster import Roster
 from mimamori.hub.store import Store
 from mimamori.hub.web import create_app
@@ -92,9 +94,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "push-model",
         help="send a signed model update to a device",
         description="Publish a model-update job for DEVICE: the model file and the manifest "
-        "signed on the admin machine (`mimamori provision sign-model`). The device verifies "
-        "signature, hash, version and expiry, installs, self-tests, and reports the job's state "
-        "on its page.",
+        "signed on the admin machine (`mimamori provision sign-model`). With a model server "
+        "([models] in hub.toml) the hub keeps the file and the job carries its URL, which only "
+        "DEVICE may fetch; the Models page then shows the job, the self-test and the first "
+        "hour of telemetry, and pushes the model to the other devices of the role. Without "
+        "one, the model travels inline (up to about 1.5 MB). The device verifies signature, "
+        "hash, version and expiry, installs, self-tests, and reports the job's state.",
     )
     push.add_argument("device", help="device id")
     push.add_argument("model", type=Path, help="the .onnx file")
@@ -176,11 +181,18 @@ class Hub:
     app: Flask
     alerts: Alerts
     relay: Relay
+    rollouts: Rollouts | None = None
     _server: WebServer | None = field(default=None, repr=False)
+    _models: ModelServer | None = field(default=None, repr=False)
 
     def start(self, web: bool = True) -> Hub:
         self.ingest.start()
         self.relay.start()
+        if self.cfg.models is not None and self.rollouts is not None:
+            try:
+                self._models = ModelServer(self.cfg.models, self.rollouts.target).start()
+            except OSError as e:  # ingest and alarms go on; model updates wait for a fix
+                log.error("model server not started on port %d: %s", self.cfg.models.port, e)
         if web:
             self._server = WebServer(
                 self.app,
@@ -195,6 +207,8 @@ class Hub:
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()
+        if self._models is not None:
+            self._models.stop()
         self.relay.stop()
         self.ingest.stop()
         self.alerts.close()
@@ -231,6 +245,7 @@ def build(config: Path) -> Hub:
 
     alerts.on_taken = hold_deterrents
     accounts = Accounts(store)
+    rollouts = Rollouts(store, cfg.models) if cfg.models else None
     relay = Relay(
         cfg,
         CallBook(store),
@@ -246,8 +261,10 @@ def build(config: Path) -> Hub:
         alerts=alerts,
         relay=relay,
         gtfs=cfg.ridership.gtfs,
+        rollouts=rollouts,
+        roster=roster,
     )
-    return Hub(cfg, store, ingest, app, alerts, relay)
+    return Hub(cfg, store, ingest, app, alerts, relay, rollouts)
 
 
 def config_option(p: argparse.ArgumentParser) -> None:
@@ -335,9 +352,23 @@ def push_model(args: argparse.Namespace) -> int:
 
     manifest = args.manifest or args.model.with_name(args.model.name + ".manifest.json")
     cfg = load_hub_config(args.config)
-    job = jobs.model_job(args.model.read_bytes(), jobs.read_signed(manifest))
+    signed = jobs.read_signed(manifest)
+    if cfg.models is None:
+        job = jobs.model_job(args.model.read_bytes(), signed)
+    else:
+        role = Roster(cfg.fleet.roster_file).role(args.device)
+        if role is None:
+            raise HubError(f"{args.device} is not in the fleet roster (or is revoked)")
+        store = Store(cfg.store.url).create()
+        try:
+            rollouts = Rollouts(store, cfg.models)
+            job = rollouts.job(rollouts.add(args.model, signed, role, args.device), args.device)
+        finally:
+            store.close()
     jobs.publish(cfg, args.device, job)
     print(f"job {job.job_id} sent to {args.device}")
+    if cfg.models is not None:
+        print("watch it on the Models page, then push it to the other devices from there")
     return 0
 
 

@@ -80,6 +80,27 @@ class WebSection(Section):
     )
 
 
+class ModelsSection(Section):
+    """The model server: signed model files for update jobs, over HTTPS, each only to the
+    device its job names (client certificate required)."""
+
+    bind: str = Field("0.0.0.0", description="address the model server listens on")
+    port: int = Field(8443, ge=1, le=65535, description="port devices fetch models from")
+    public_url: str = Field(
+        description="how devices reach the model server, e.g. https://hub.town.lan:8443 "
+        "(the name must be in its certificate)",
+        pattern=r"^https://",
+    )
+    dir: Path = Field(Path("models"), description="where pushed model files are kept")
+    cert_file: Path = Field(
+        Path("models-server.crt"), description="the server certificate, from the fleet CA"
+    )
+    key_file: Path = Field(Path("models-server.key"), description="its private key")
+    ca_file: Path = Field(
+        Path("ca.crt"), description="the fleet CA: a device's certificate must chain to it"
+    )
+
+
 class IngestSection(Section):
     batch_max: int = Field(500, ge=1, le=10_000, description="messages per database commit")
     batch_wait_ms: int = Field(20, ge=0, le=5000, description="wait to fill a batch")
@@ -138,6 +159,9 @@ class HubConfig(Section):
     ingest: IngestSection = Field(default_factory=IngestSection)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
     ridership: RidershipSection = Field(default_factory=RidershipSection)
+    models: ModelsSection | None = Field(
+        None, description="the model server; without it models travel inline (small ones)"
+    )
 
 
 def load_hub_config(path: Path | str) -> HubConfig:
@@ -153,6 +177,11 @@ def load_hub_config(path: Path | str) -> HubConfig:
         cfg.fleet.roster_file = base / cfg.fleet.roster_file
     if cfg.ridership.gtfs and not cfg.ridership.gtfs.is_absolute():
         cfg.ridership.gtfs = base / cfg.ridership.gtfs
+    if cfg.models:
+        m = cfg.models
+        m.dir, m.cert_file, m.key_file, m.ca_file = (
+            p if p.is_absolute() else base / p for p in (m.dir, m.cert_file, m.key_file, m.ca_file)
+        )
     if not cfg.web.secret_file.is_absolute():
         cfg.web.secret_file = base / cfg.web.secret_file
     if cfg.store.url.startswith("sqlite:///") and not cfg.store.url.startswith("sqlite:////"):

@@ -219,13 +219,14 @@ class Ingest:
         return ok
 
     def _reject(self, topic: str, reason: contract.Reason, detail: str) -> None:
-        self.counters["rejected"] += 1
-        self.counters[f"rejected.{reason}"] += 1
         log.warning("rejected message on %r (%s): %s", topic[:200], reason, detail[:500])
         try:
             self.store.reject(topic, reason, detail)
         except Exception:
             log.exception("could not record a reject")
+        # counted once recorded: whoever sees the count finds the reject in the store too
+        self.counters["rejected"] += 1
+        self.counters[f"rejected.{reason}"] += 1
 
     # -- outgoing ------------------------------------------------------------------------
 
@@ -240,6 +241,10 @@ class Ingest:
             retain=True,
         )
         return version
+
+    def send_job(self, dev: str, job: contract.JobDocument) -> None:
+        """Publish (retained) a job for ``dev``: the device runs it when it next connects."""
+        self.transport.publish(contract.job(dev, job.job_id), job.dumps(), qos=1, retain=True)
 
     def send_command(self, dev: str, name: str, args: dict[str, Any] | None = None) -> str:
         """Publish a command with a response topic and correlation id; return the id."""

@@ -2,7 +2,9 @@
 
 Signing happens on the admin machine that holds the fleet directory
 (`mimamori provision sign-model`); the hub only forwards the signed manifest and the bytes,
-so a compromised hub cannot make devices run a model of its own.
+so a compromised hub cannot make devices run a model of its own. A job carries the model
+inline (``model_job``, small models, no model server) or the URL the hub's model server
+gives it (``hub.rollouts``).
 """
 
 from __future__ import annotations
@@ -23,17 +25,26 @@ class JobError(ValueError):
     """The job cannot be sent (model too large for inline delivery, manifest mismatch...)."""
 
 
+def job_id(m: contract.ModelManifest) -> str:
+    """A fresh job id that names the model and version (the job topic's last level)."""
+    name = m.name.replace(".", "-").replace("_", "-")
+    return f"model-{name}-v{m.version}-{uuid.uuid4().hex[:6]}"
+
+
+def check_size(size: int, signed: contract.SignedManifest) -> None:
+    if size != signed.manifest.size:
+        raise JobError(f"model is {size} bytes but the manifest says {signed.manifest.size}")
+
+
 def model_job(model: bytes, signed: contract.SignedManifest) -> contract.JobDocument:
-    m = signed.manifest
-    if len(model) != m.size:
-        raise JobError(f"model is {len(model)} bytes but the manifest says {m.size}")
+    check_size(len(model), signed)
     if len(model) > MAX_INLINE_BYTES:
         raise JobError(
             f"model of {len(model)} bytes exceeds {MAX_INLINE_BYTES} bytes, the most one MQTT "
-            "message carries; serve it over HTTPS and send its URL instead"
+            "message carries; configure the model server ([models] in hub.toml)"
         )
     return contract.JobDocument(
-        job_id=f"model-{m.name.replace('.', '-').replace('_', '-')}-v{m.version}-{uuid.uuid4().hex[:6]}",
+        job_id=job_id(signed.manifest),
         operation="model-update",
         update=signed,
         model_b64=base64.b64encode(model).decode(),

@@ -101,6 +101,12 @@ class Roster:
             if e.role == role and not e.revoked and e.position is not None
         }
 
+    def devices(self, role: str) -> list[str]:
+        """Every device of ``role`` in the fleet that is not revoked."""
+        with self._lock:
+            entries = self._load()
+        return sorted(dev for dev, e in entries.items() if e.role == role and not e.revoked)
+
     def role(self, dev: str) -> str | None:
         entry = self.get(dev)
         return entry.role if entry else None

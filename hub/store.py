@@ -107,6 +107,7 @@ jobs = table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("updated", TS, nullable=False),
+    sa.Column("detail", sa.JSON),  # progress, version, self-test: as the device reported
 )
 
 rejects = table(
@@ -297,14 +298,10 @@ class Store:
             )
         elif isinstance(p, contract.JobStatus):
             job_id = m.topic.rest.split("/")[0]
-            stmt = self._insert(jobs).values(
-                device=dev, job_id=job_id, status=p.status, reason=p.reason, updated=now
-            )
+            state = {"status": p.status, "reason": p.reason, "detail": p.detail, "updated": now}
+            stmt = self._insert(jobs).values(device=dev, job_id=job_id, **state)
             conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=["device", "job_id"],
-                    set_={"status": p.status, "reason": p.reason, "updated": now},
-                )
+                stmt.on_conflict_do_update(index_elements=["device", "job_id"], set_=state)
             )
         return "ok"
 

@@ -33,8 +33,11 @@ from mimamori.hub.ingest import Ingest
 from mimamori.hub.pages import alerts as alerts_pages
 from mimamori.hub.pages import api, commands, fleet, session
 from mimamori.hub.pages import ingest as ingest_pages
+from mimamori.hub.pages import models as models_pages
 from mimamori.hub.pages.access import Parts
 from mimamori.hub.ridership import web as ridership
+from mimamori.hub.rollouts import Rollouts
+from mimamori.hub.roster import Roster
 from mimamori.hub.store import Store
 
 CSP = "; ".join(
@@ -85,6 +88,8 @@ def create_app(
     alerts: Alerts | None = None,
     relay: Relay | None = None,
     gtfs: Path | None = None,
+    rollouts: Rollouts | None = None,
+    roster: Roster | None = None,
 ) -> Flask:
     app = Flask(__name__)
     app.secret_key = secret_key
@@ -97,7 +102,7 @@ def create_app(
         RIDERSHIP_GTFS=gtfs,  # route and direction names on the Ridership page
     )
     CSRFProtect(app)
-    Parts(store, ingest, alerts, relay, Accounts(store), Throttle()).install(app)
+    Parts(store, ingest, alerts, relay, Accounts(store), Throttle(), rollouts, roster).install(app)
     app.after_request(security_headers)
     app.jinja_env.filters.update(FILTERS)
     app.jinja_env.globals.update(
@@ -105,6 +110,8 @@ def create_app(
     )
     for bp in (session.bp, fleet.bp, commands.bp, alerts_pages.bp, ingest_pages.bp, api.bp):
         app.register_blueprint(bp)
+    if rollouts is not None:
+        app.register_blueprint(models_pages.bp)
     app.register_blueprint(ridership.bp)
     if relay is not None:
         app.register_blueprint(counter.bp)

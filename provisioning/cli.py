@@ -70,7 +70,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     init.add_argument(
         "--bind", default="127.0.0.1", help="address the broker listens on (default: %(default)s)"
     )
+    init.add_argument(
+        "--models-port",
+        type=int,
+        default=8443,
+        help="port of the hub's model server (HTTPS) that devices fetch updates from "
+        "(default: %(default)s)",
+    )
     init.set_defaults(func=_init)
+
+    models = psub.add_parser(
+        "model-server",
+        help="give an existing fleet's hub its model server",
+        description="For a fleet made before the hub served models: issue the model server's "
+        "certificate from the fleet CA (hub/models-server.crt) and add [models] to "
+        "hub/hub.toml. Nothing is changed where they exist.",
+    )
+    models.add_argument("--host", required=True, help="the hub's name as devices reach it")
+    models.add_argument("--port", type=int, default=8443, help="HTTPS port (default: %(default)s)")
+    fleet_option(models)
+    models.set_defaults(func=_model_server)
 
     dev = psub.add_parser(
         "device",
@@ -202,10 +221,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 @reports_errors
 def _init(args: argparse.Namespace) -> int:
-    fleet = Fleet.init(args.dir, broker_host=args.broker_host, port=args.port, bind=args.bind)
+    fleet = Fleet.init(
+        args.dir,
+        broker_host=args.broker_host,
+        port=args.port,
+        bind=args.bind,
+        models_port=args.models_port,
+    )
     print(f"fleet created in {fleet.root}")
     print(f"  broker config: {fleet.broker_conf}")
     print(f"  hub config:    {fleet.hub_config}")
+    return 0
+
+
+@reports_errors
+def _model_server(args: argparse.Namespace) -> int:
+    fleet = Fleet.open(args.fleet)
+    cert = fleet.model_server(args.host, args.port)
+    print(f"model server certificate {cert}; [models] in {fleet.hub_config}")
     return 0
 
 

@@ -12,7 +12,9 @@ Layout (the directory is the fleet's secret: keep it on the city-hall admin mach
     FLEET/broker/                 mosquitto.conf, dynamic-security.json, server.crt/.key, data/
     FLEET/hub/                    hub.toml, hub.crt/.key, ca.crt, devices.json (the roster:
                                   each device's role and vehicle, as issued here; the hub
-                                  trusts this, never what a device says of itself)
+                                  trusts this, never what a device says of itself),
+                                  models-server.crt/.key (the model server's, from the
+                                  fleet CA the devices trust)
     FLEET/devices/NAME/           device.toml, device.crt/.key, ca.crt, model-signing.pub
 """
 
@@ -79,6 +81,7 @@ class Fleet:
         hub_port: int | None = None,
         bind: str = "127.0.0.1",
         web_port: int = 8080,
+        models_port: int = 8443,
         broker_user: str | None = None,
     ) -> Fleet:
         root = root.resolve()
@@ -123,8 +126,35 @@ class Fleet:
             "web": {"bind": "127.0.0.1", "port": web_port},
         }
         (hub_dir / "hub.toml").write_text(tomli_w.dumps(hub_toml))
+        fleet.model_server(broker_host, models_port)
         fleet.write_broker()
         return fleet
+
+    def model_server(self, host: str, port: int) -> Path:
+        """Give the hub its model server if it has none: a server certificate from the fleet
+        CA (the one the devices trust) for ``host``, and ``[models]`` in hub.toml with
+        ``https://host:port``. Return the certificate."""
+        hub_dir = self.root / "hub"
+        cert = hub_dir / "models-server.crt"
+        if not cert.exists():
+            self.ca.issue(
+                "hub-models",
+                hub_dir / "models-server.key",
+                cert,
+                server_names=sorted({host, "localhost", "127.0.0.1"}),
+            )
+        settings = tomllib.loads(self.hub_config.read_text())
+        if "models" not in settings:
+            settings["models"] = {
+                "port": port,
+                "public_url": f"https://{host}:{port}",
+                "dir": "models",
+                "cert_file": cert.name,
+                "key_file": "models-server.key",
+                "ca_file": "ca.crt",
+            }
+            self.hub_config.write_text(tomli_w.dumps(settings))
+        return cert
 
     @classmethod
     def open(cls, root: Path) -> Fleet:

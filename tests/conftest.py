@@ -76,13 +76,14 @@ def free_port_pair() -> int:
 @pytest.fixture
 def fleet(tmp_path: Path) -> Fleet:
     """A fresh fleet (broker config, hub account) on a free loopback port."""
-    port, hub_port, web_port = free_ports(3)
+    port, hub_port, web_port, models_port = free_ports(4)
     return Fleet.init(
         tmp_path / "fleet",
         broker_host="127.0.0.1",
         port=port,
         hub_port=hub_port,
         web_port=web_port,
+        models_port=models_port,
         broker_user="root" if os.geteuid() == 0 else getpass.getuser(),
     )
 

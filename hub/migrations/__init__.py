@@ -49,6 +49,7 @@ TABLE_MODULES = (
     "mimamori.hub.alerts.tables",
     "mimamori.hub.counter.calls",
     "mimamori.hub.ridership.data",
+    "mimamori.hub.rollouts",
 )
 _PG_LOCK = 0x6D696D616D6F7269  # "mimamori": one hub process migrates at a time
 

@@ -7,6 +7,8 @@
 * ``commands``  desired config and commands sent to a device
 * ``alerts``    monkey alerts, "I'm on it", a camera's timeline
 * ``ingest``    ingest health
+* ``models``    model rollouts: the first device's job, self-test and telemetry, push to
+                the rest, roll back (admin; only with a model server)
 * ``api``       JSON for scripts
 
 Every page module imports ``access`` and nothing else of this package; so do the app pages

@@ -14,6 +14,8 @@ from mimamori.hub.alerts import Alerts
 from mimamori.hub.auth import Accounts, Throttle
 from mimamori.hub.counter.relay import Relay
 from mimamori.hub.ingest import Ingest
+from mimamori.hub.rollouts import Rollouts
+from mimamori.hub.roster import Roster
 from mimamori.hub.store import Store
 
 View = Callable[..., Any]
@@ -21,7 +23,8 @@ View = Callable[..., Any]
 
 @dataclass(frozen=True)
 class Parts:
-    """The hub's parts the pages use; ``ingest``, ``alerts`` and ``relay`` are optional."""
+    """The hub's parts the pages use; ``ingest``, ``alerts``, ``relay`` and ``rollouts``
+    (with the ``roster`` the rest of a rollout comes from) are optional."""
 
     store: Store
     ingest: Ingest | None
@@ -29,6 +32,8 @@ class Parts:
     relay: Relay | None
     accounts: Accounts
     throttle: Throttle
+    rollouts: Rollouts | None = None
+    roster: Roster | None = None
 
     def install(self, app: Flask) -> None:
         app.extensions["mimamori"] = self

@@ -13,7 +13,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from mimamori.edge import contract
-from mimamori.edge.updates import ModelStore, UpdateRejected, load_public_key, run_job, verify
+from mimamori.edge.errors import UpdateRejected
+from mimamori.edge.updates import ModelStore, load_public_key, run_job, verify
 from mimamori.provisioning.signing import create_key, sign_model
 
 
@@ -46,7 +47,7 @@ def job(job_id: str, signed: contract.SignedManifest, model: bytes) -> contract.
 
 def run(store: ModelStore, pub: Path, doc: contract.JobDocument) -> list[contract.JobStatus]:
     seen: list[contract.JobStatus] = []
-    run_job(doc, store, load_public_key(pub), seen.append, fetch=lambda url: b"")
+    run_job(doc, store, load_public_key(pub), seen.append, fetch=lambda url, offset: b"")
     return seen
 
 

@@ -340,7 +340,7 @@ def run(
     """Run ``doc`` with a fake fetch that trickles; return the final state and the URLs fetched."""
     fetched: list[str] = []
 
-    def fetch(url: str) -> Trickle:
+    def fetch(url: str, offset: int) -> Trickle:
         fetched.append(url)
         return Trickle(pause)
 

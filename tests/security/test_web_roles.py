@@ -55,6 +55,7 @@ ROUTES = {
     "/counter/state.json": ("admin", "counter"),
     "/ingest": ("admin",),
     "/audit": ("admin",),
+    "/models": ("admin",),
 }
 
 
@@ -63,7 +64,7 @@ def test_every_page_checks_the_role(web_hub: Hub, monkeys: str) -> None:  # noqa
     listed = {"/", "/devices/<dev>", "/api/devices", "/alerts", "/alerts/camera/<dev>",
               "/ridership", "/ridership/visits.csv", "/ridership/gtfs-ride.zip",
               "/ridership/label", "/counter",
-              "/counter/state.json", "/ingest", "/audit"}  # fmt: skip
+              "/counter/state.json", "/ingest", "/audit", "/models"}  # fmt: skip
     public = {"/login", "/static/<path:filename>", "/alerts/take/<token>"}
     counter_calls = {r for r in rules if r.startswith("/counter/")}  # checked in tests/kiosk
     assert rules - listed - public - counter_calls == set(), "a page with no role check here"
