@@ -5,6 +5,13 @@
   processes split the load; retained topics (state, birth, twin/reported) and job status on
   plain subscriptions, because brokers do not deliver retained messages to shared
   subscriptions.
+* With ``[ingest] workers = N`` the load is split by process: ingest workers 1..N
+  (``worker=K``, client id ``{client_id}-K``) take the shared subscriptions and nothing else;
+  the hub process (``worker=None``) keeps the plain ones, the hub state and the commands.
+  Each drops on connect the filters that are not its own, which its persistent session may
+  still hold from a run with another layout. Only the hub process says the hub is online and
+  leaves the Last Will that says it is not: a dead worker must not make the devices hold
+  their backlog.
 * The session is persistent (``clean_start=False`` with a long Session Expiry): the broker
   queues messages while the hub is away.
 * ``manual_ack``: a QoS 1 message is acknowledged only after the batch holding it has been
@@ -32,6 +39,7 @@ from typing import Any
 from edge import contract
 from edge.transport import MqttTransport, Packet, Transport, TransportFactory, Will
 from hub.config import HubConfig
+from hub.errors import HubConfigError
 from hub.roster import Roster
 from hub.store import Message, Store
 
@@ -41,6 +49,18 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 COMMAND_EXPIRY_S = 60
 #: the ``$share`` group of the hub processes that split the devices' events
 SHARE_GROUP = "hub"
+
+
+def split_subscriptions(worker: int | None, workers: int) -> tuple[list[str], list[str]]:
+    """(the filters this process subscribes to, the ingest filters it drops): ingest worker
+    K takes the shared ones; the hub process the plain ones, and the shared ones too while
+    it has no workers."""
+    every = contract.ingest_subscriptions(SHARE_GROUP)
+    shared = [f for f in every if f.startswith("$share/")]
+    plain = [f for f in every if f not in shared]
+    if worker is not None:
+        return shared, plain
+    return (every, []) if workers == 0 else (plain, shared)
 
 
 @dataclass(frozen=True)
@@ -58,9 +78,19 @@ class Ingest:
         store: Store,
         roster: Roster,
         *,
+        worker: int | None = None,
         transport: TransportFactory | None = None,
     ) -> None:
+        """``worker``: K for ingest worker K of ``cfg.ingest.workers``; None for the hub
+        process."""
+        if worker is not None and not 1 <= worker <= cfg.ingest.workers:
+            allowed = f"1 to {cfg.ingest.workers}" if cfg.ingest.workers else "none"
+            raise HubConfigError(
+                f"ingest worker {worker}",
+                [f"ingest.workers: {cfg.ingest.workers} allows worker {allowed}"],
+            )
         self.cfg = cfg
+        self.worker = worker
         self.store = store
         self.roster = roster
         self.counters: Counter[str] = Counter()
@@ -69,14 +99,16 @@ class Ingest:
         self._writer = threading.Thread(target=self._write_loop, name="hub-writer", daemon=True)
         #: called with each stored wildlife event (hub.alerts.Alerts.handle); optional
         self.on_wildlife: Callable[[Message, datetime], None] | None = None
+        mine, others = split_subscriptions(worker, cfg.ingest.workers)
         hooks: dict[str, Any] = {
-            "subscriptions": [(t, 1) for t in contract.ingest_subscriptions(SHARE_GROUP)],
-            "will": lambda: Will(contract.HUB_STATE, self._hub_state(False)),
+            "subscriptions": [(t, 1) for t in mine],
+            "unsubscriptions": others,
+            "will": None if worker else lambda: Will(contract.HUB_STATE, self._hub_state(False)),
             "on_connect": self._on_connect,
             "on_reject": self._refused,
         }
         endpoint = cfg.mqtt.endpoint(
-            cfg.mqtt.client_id,
+            cfg.mqtt.client_id if worker is None else f"{cfg.mqtt.client_id}-{worker}",
             clean_start=False,
             session_expiry_s=SESSION_EXPIRY_S,
             manual_ack=True,
@@ -110,7 +142,8 @@ class Ingest:
         """Flush what was received, say the hub is offline, disconnect."""
         self._stopping.set()
         self._writer.join(10)
-        self.transport.stop(farewell=(contract.HUB_STATE, self._hub_state(False)))
+        farewell = None if self.worker else (contract.HUB_STATE, self._hub_state(False))
+        self.transport.stop(farewell=farewell)
 
     @staticmethod
     def _hub_state(online: bool) -> bytes:
@@ -119,9 +152,14 @@ class Ingest:
     # -- from the transport --------------------------------------------------------------
 
     def _on_connect(self, session_present: bool) -> None:
-        self.transport.publish(contract.HUB_STATE, self._hub_state(True), qos=1, retain=True)
+        if not self.worker:
+            self.transport.publish(contract.HUB_STATE, self._hub_state(True), qos=1, retain=True)
         self.counters["connects"] += 1
-        log.info("hub ingest connected (session present: %s)", session_present)
+        log.info(
+            "hub ingest%s connected (session present: %s)",
+            f" worker {self.worker}" if self.worker else "",
+            session_present,
+        )
 
     def _received(self, msg: Packet) -> None:
         self.counters["received"] += 1
