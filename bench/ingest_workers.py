@@ -23,15 +23,17 @@ client ids: minting 2,000 device certificates (and a dynamic-security client eac
 minutes and tests the broker's device listener, not ingest. They are written into the roster
 the hub checks, as provisioning would.
 
-Usage: python bench/ingest_workers.py [--devices 2000] [--events 40000] [--publishers 4]
+Usage: python bench/ingest_workers.py [--devices 2000] [--events 40000] [--publishers 10]
        [--workers 1,2,4]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
+import os
 import signal
 import statistics
 import subprocess
@@ -43,9 +45,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import psutil
 import requests
 import sqlalchemy as sa
 import tomli_w
@@ -64,21 +69,23 @@ PASSWORD = "bench password 1234"
 
 
 def publisher(
-    host: str, port: int, hub_dir: str, devices: list[str], events: int, out: str, go: mp.Event
+    host: str, port: int, hub_dir: str, devices: list[str], events: int, out: str, go: Event
 ) -> None:
     """One publisher process: a session per device, then ``events`` events round-robin over
     them at QoS 1; the ids it sent go to ``out``, one per line."""
     clients: list[tuple[str, mqtt.Client]] = []
-    for dev in devices:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=dev, protocol=mqtt.MQTTv5)
-        c.tls_set(f"{hub_dir}/ca.crt", f"{hub_dir}/hub.crt", f"{hub_dir}/hub.key")
-        c.max_inflight_messages_set(20)
-        c.connect(host, port, keepalive=120)
-        c.loop_start()
-        clients.append((dev, c))
-    deadline = time.monotonic() + 60
-    while not all(c.is_connected() for _, c in clients) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    for start in range(0, len(devices), 50):  # 50 TLS handshakes at a time, not 500
+        batch = []
+        for dev in devices[start : start + 50]:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=dev, protocol=mqtt.MQTTv5)
+            c.tls_set(f"{hub_dir}/ca.crt", f"{hub_dir}/hub.crt", f"{hub_dir}/hub.key")
+            c.max_inflight_messages_set(20)
+            c.connect_timeout = 60  # a loaded broker answers slowly; a retry would collide
+            c.connect_async(host, port, keepalive=300)
+            c.loop_start()
+            batch.append((dev, c))
+        wait_for(partial(all_connected, [c for _, c in batch]), 120, "device sessions")
+        clients += batch
     online = contract.StatePayload(online=True, bdseq=1).dumps()  # as a device's link does
     for info in [c.publish(contract.state(d), online, qos=1, retain=True) for d, c in clients]:
         info.wait_for_publish(60)
@@ -103,6 +110,10 @@ def publisher(
         c.loop_stop()
 
 
+def all_connected(clients: list[mqtt.Client]) -> bool:
+    return all(c.is_connected() for c in clients)
+
+
 @dataclass
 class Run:
     workers: int
@@ -113,6 +124,9 @@ class Run:
     duplicates: int
     busy_ms: dict[str, list[float]]
     idle_ms: dict[str, list[float]]
+    #: CPU seconds per 1,000 events while draining: workers, hub process, broker, PostgreSQL
+    cpu: dict[str, float] | None = None
+    load: float = 0.0
     note: str = ""
 
 
@@ -166,6 +180,36 @@ class Bench:
         proc.send_signal(sig)
         proc.wait(30)
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far: the workers, the hub process, the broker, and PostgreSQL
+        (the server listening on the run's port and its backends)."""
+        port = sa.engine.make_url(self.url).port
+
+        def used(procs: list[psutil.Process]) -> float:
+            total = 0.0
+            for proc in procs:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    t = proc.cpu_times()
+                    total += t.user + t.system
+            return total
+
+        listen = psutil.net_connections("tcp")
+        (pg,) = {c.pid for c in listen if c.laddr.port == port and c.status == "LISTEN"}
+        postmaster = psutil.Process(pg)
+        workers = [psutil.Process(p.pid) for n, p in self.procs.items() if n != "hub"]
+        assert self.broker.proc is not None
+        return {
+            "workers": used(workers),
+            "hub": used([psutil.Process(self.procs["hub"].pid)]),
+            "broker": used([psutil.Process(self.broker.proc.pid)]),
+            "postgres": used([postmaster, *postmaster.children()]),
+        }
+
+    def sessions(self) -> int:
+        """Devices whose online state the hub process has stored."""
+        with self.db.connect() as c:
+            return int(c.execute(sa.text("SELECT count(*) FROM devices")).scalar_one())
+
     def count(self) -> int:
         with self.db.connect() as c:
             return int(c.execute(sa.text("SELECT count(*) FROM events")).scalar_one())
@@ -186,7 +230,8 @@ class Bench:
             procs.append(ctx.Process(target=publisher, args=args))
         for proc in procs:
             proc.start()
-        time.sleep(3 + self.args.devices / 400)  # connections made (TLS: a few ms each)
+        # every device connected and its online state stored
+        wait_for(lambda: self.sessions() >= len(self.devices), 300, "every device connected")
         t0 = time.perf_counter()
         go.set()
         if during is not None:
@@ -194,6 +239,8 @@ class Bench:
                 pass
         for proc in procs:
             proc.join()
+            if proc.exitcode:
+                raise RuntimeError(f"a publisher failed (exit status {proc.exitcode})")
         return t0, time.perf_counter() - t0
 
     def sent(self) -> set[tuple[str, str]]:
@@ -269,17 +316,21 @@ def drain_run(args: argparse.Namespace, pg: str, n: int) -> Run:
         _, publish_s = b.publish()
         total = (args.events // args.publishers) * args.publishers
         print(f"  {n} worker(s): {total} events queued in {publish_s:.1f} s", file=sys.stderr)
+        load = os.getloadavg()[0]  # other work on the machine skews every figure
         stop, busy = measure_pages(b.web)
         for k in range(1, n + 1):
             b.start_worker(k)
+        before = b.cpu()
         rate = b.drain(total)
+        after = b.cpu()
+        cpu = {k: (after[k] - before[k]) * 1000 / total for k in after}
         stop.set()
         time.sleep(0.5)
         idle_stop = threading.Event()
         threading.Timer(10, idle_stop.set).start()
         idle = page_latency(b.web, idle_stop)
         missing, dups = b.check()
-        return Run(n, total, publish_s, rate, missing, dups, busy[0] if busy else {}, idle)
+        return Run(n, total, publish_s, rate, missing, dups, busy[0], idle, cpu, load)
 
 
 def kill_run(args: argparse.Namespace, pg: str) -> Run:
@@ -306,14 +357,16 @@ def kill_run(args: argparse.Namespace, pg: str) -> Run:
         b.drain(total)
         rate = total / (time.perf_counter() - t0)
         missing, dups = b.check()
-        return Run(2, total, publish_s, rate, missing, dups, {}, {}, "; ".join(note))
+        return Run(2, total, publish_s, rate, missing, dups, {}, {}, note="; ".join(note))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--devices", type=int, default=2000)
     ap.add_argument("--events", type=int, default=40_000)
-    ap.add_argument("--publishers", type=int, default=4)
+    # paho waits on select(), which takes no file number above 1024: 3 per session, so at
+    # most ~300 devices a process
+    ap.add_argument("--publishers", type=int, default=10)
     ap.add_argument("--workers", default="1,2,4", help="worker counts to run, e.g. 1,2,4")
     args = ap.parse_args()
     runs: list[Run] = []
@@ -323,7 +376,10 @@ def main() -> int:
             runs.append(drain_run(args, pg, n))
         print("run: 2 workers, worker 1 killed mid-run", file=sys.stderr)
         kill = kill_run(args, pg)
-    print(f"{args.devices} simulated devices in {args.publishers} publisher processes; PostgreSQL")
+    print(
+        f"{args.devices} simulated devices in {args.publishers} publisher processes; "
+        f"PostgreSQL; {os.cpu_count()} cores"
+    )
     print(f"{'workers':>8}{'events':>8}{'ingest/s':>10}{'missing':>9}{'dups':>6}  page p50/p95 ms")
     for r in runs:
         pages = "  ".join(
@@ -335,6 +391,11 @@ def main() -> int:
             f"{r.workers:>8}{r.events:>8}{r.ingest_rate:>10.0f}{r.missing:>9}{r.duplicates:>6}  "
             + pages
         )
+    print("CPU seconds per 1,000 events while draining (load average when the drain began)")
+    for r in runs:
+        assert r.cpu is not None
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in r.cpu.items())
+        print(f"{r.workers:>8}  {parts}; total {sum(r.cpu.values()):.2f}  (load {r.load:.1f})")
     print(
         f"kill run: 2 workers, {kill.events} events published live in {kill.publish_s:.1f} s, "
         f"all stored at {kill.ingest_rate:.0f}/s end to end; missing {kill.missing}, "
