@@ -71,6 +71,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "the broker kept for it. Exits 78 on a bad config or a K outside 1..workers.",
     )
     worker.add_argument("--worker", type=int, required=True, metavar="K", help="1..workers")
+    worker.add_argument(
+        "--retire",
+        action="store_true",
+        help="after lowering [ingest] workers below K: store what the broker still holds "
+        "for worker K, then end its session (else the broker keeps giving it a share)",
+    )
     config_option(worker)
     worker.set_defaults(func=run_worker)
     add = hsub.add_parser(
@@ -243,6 +249,16 @@ class Worker:
 
     def stop(self) -> None:
         self.ingest.stop()
+        self.close()
+
+    def retire(self) -> int:
+        """``Ingest.retire``: the events it stored."""
+        try:
+            return self.ingest.retire()
+        finally:
+            self.close()
+
+    def close(self) -> None:
         self.alerts.close()
         self.store.close()
 
@@ -256,12 +272,13 @@ def _alerts(cfg: HubConfig, store: Store, secret: bytes) -> Alerts:
     )
 
 
-def build_worker(config: Path, worker: int) -> Worker:
+def build_worker(config: Path, worker: int, retiring: bool = False) -> Worker:
     cfg = load_hub_config(config)
     clock.set_zone(cfg.site.timezone)
     store = Store(cfg.store.url).create()
     try:
-        ingest = Ingest(cfg, store, Roster(cfg.fleet.roster_file), worker=worker)
+        roster = Roster(cfg.fleet.roster_file)
+        ingest = Ingest(cfg, store, roster, worker=worker, retiring=retiring)
     except HubConfigError:
         store.close()
         raise
@@ -472,9 +489,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    worker = built(lambda: build_worker(args.config, args.worker), args.config)
+    worker = built(lambda: build_worker(args.config, args.worker, args.retire), args.config)
     if worker is None:
         return EXIT_BAD_CONFIG
+    if args.retire:
+        try:
+            stored = worker.retire()
+        except HubError as e:
+            log.error("%s", e)
+            return 1
+        print(f"ingest worker {args.worker} retired: {stored} events stored from its session")
+        return 0
     return serve(worker.ingest, worker.start, worker.stop)
 
 

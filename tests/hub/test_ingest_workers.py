@@ -115,13 +115,39 @@ def test_each_process_drops_the_filters_that_are_not_its_own(store: Store, roste
     assert filters(split, 2) == (shared, every - shared)
 
 
-@pytest.mark.parametrize(("workers", "worker"), [(2, 3), (2, 0), (0, 1)])
+@pytest.mark.parametrize(
+    ("workers", "worker", "retiring", "problem"),
+    [
+        (2, 3, False, "2 allows worker 1 to 2"),
+        (0, 1, False, "0 allows worker none"),
+        (2, 0, False, "workers are numbered from 1"),
+        (2, 2, True, "2 still runs worker 2: lower it before retiring"),
+    ],
+)
 def test_a_worker_outside_the_configured_count_is_refused(
-    store: Store, roster: Roster, workers: int, worker: int
+    store: Store, roster: Roster, workers: int, worker: int, retiring: bool, problem: str
 ) -> None:
     cfg = HubConfig(ingest=IngestSection(workers=workers))
-    with pytest.raises(HubConfigError, match=f"ingest.workers: {workers} allows worker"):
-        Ingest(cfg, store, roster, worker=worker, transport=partial(FakeTransport, FakeBroker()))
+    with pytest.raises(HubConfigError, match=f"ingest.workers: {problem}"):
+        Ingest(
+            cfg,
+            store,
+            roster,
+            worker=worker,
+            retiring=retiring,
+            transport=partial(FakeTransport, FakeBroker()),
+        )
+
+
+def test_a_retiring_worker_subscribes_to_nothing_and_drops_every_ingest_filter(
+    store: Store, roster: Roster
+) -> None:
+    cfg = HubConfig(ingest=IngestSection(workers=1))
+    t = Ingest(
+        cfg, store, roster, worker=2, retiring=True, transport=partial(FakeTransport, FakeBroker())
+    ).transport
+    assert t.subscriptions == []
+    assert t.unsubscriptions == contract.ingest_subscriptions("hub")
 
 
 def test_workers_need_postgresql(tmp_path: Path) -> None:
@@ -138,93 +164,126 @@ def test_workers_need_postgresql(tmp_path: Path) -> None:
 DEVICES = ("field-01", "field-02", "field-03", "field-04")
 
 
-class Workers:
-    """`mimamori hub ingest --worker K` processes, each logging to its own file."""
+class Setup:
+    """Two configured workers on PostgreSQL, and four devices (their own certificates) to
+    publish events; ``workers(k)`` starts ``mimamori hub ingest --worker K``."""
 
-    def __init__(self, config: Path, stack: ExitStack) -> None:
-        self.config, self.stack = config, stack
+    def __init__(self, fleet: Fleet, broker: MosquittoProcess, url: str, stack: ExitStack):
+        self.fleet, self.stack = fleet, stack
+        self.config = fleet.hub_config.with_name("hub-workers.toml")
+        self.configure(workers=2, url=url)
+        Store(url).create().close()  # the hub process makes the schema; none runs here
+        self.db = sa.create_engine(url)
+        stack.callback(self.db.dispose)
         self.procs: dict[int, subprocess.Popen[str]] = {}
         self.starts: dict[int, int] = {}
-
-    def log(self, k: int, start: int) -> Path:
-        return self.config.parent / f"worker-{k}.{start}.log"
-
-    def start(self, k: int) -> None:
-        self.starts[k] = self.starts.get(k, 0) + 1
-        cmd = [sys.executable, "-m", "edge.cli", "hub", "ingest", "--worker", str(k)]
-        proc = subprocess.Popen(
-            [*cmd, "--config", str(self.config)],
-            stderr=self.log(k, self.starts[k]).open("w"),
-            text=True,
-        )
-        self.procs[k] = self.stack.enter_context(killed_after(proc))
-        wait_until(lambda: "connected (session present" in self.output(k), 20, f"worker {k}")
-
-    def output(self, k: int) -> str:
-        return self.log(k, self.starts[k]).read_text()
-
-
-@pytest.mark.postgres
-@pytest.mark.slow
-def test_two_workers_store_every_event_once_when_one_is_killed_mid_run(
-    fleet: Fleet, broker: MosquittoProcess, pg_url: str
-) -> None:
-    settings = tomllib.loads(fleet.hub_config.read_text())
-    settings["store"]["url"] = pg_url
-    settings["ingest"] = {"workers": 2}
-    config = fleet.hub_config.with_name("hub-workers.toml")
-    config.write_text(tomli_w.dumps(settings))
-    for name in DEVICES:
-        fleet.add_device(name, "wildlife")
-    Store(pg_url).create().close()  # the hub process makes the schema; none runs here
-    db = sa.create_engine(pg_url)
-
-    def stored() -> int:
-        with db.connect() as conn:
-            return int(conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one())
-
-    sent: list[str] = []
-    with ExitStack() as stack:
-        stack.callback(db.dispose)
-        workers = Workers(config, stack)
-        workers.start(1)
-        workers.start(2)
-        devices: list[mqtt.Client] = []
+        self.sent: list[str] = []
+        self.devices: list[tuple[str, mqtt.Client]] = []
         for name in DEVICES:
+            fleet.add_device(name, "wildlife")
             c = client(device_identity(fleet, name))
             c.connect(broker.host, broker.port)
             c.loop_start()
             stack.callback(c.disconnect)
             stack.callback(c.loop_stop)
-            devices.append(c)
+            self.devices.append((name, c))
 
-        def publish(n: int, then: Callable[[], object] | None = None) -> None:
-            infos = []
-            for seq in range(n):
-                for name, c in zip(DEVICES, devices, strict=True):
-                    event_id, payload = notice(len(sent) + 1)
-                    sent.append(event_id)
-                    topic = contract.event(name, "device.notice")
-                    infos.append(c.publish(topic, payload, qos=1))
-                if seq == n // 2 and then is not None:
-                    then()
-            for info in infos:
-                info.wait_for_publish(10)
+    def configure(self, workers: int, url: str | None = None) -> None:
+        settings = tomllib.loads(
+            (self.config if self.config.exists() else self.fleet.hub_config).read_text()
+        )
+        settings["store"]["url"] = url or settings["store"]["url"]
+        settings["ingest"] = {"workers": workers}
+        self.config.write_text(tomli_w.dumps(settings))
 
-        # worker 1 dies with messages in flight: SIGKILL, no farewell, nothing acknowledged
-        publish(50, then=lambda: workers.procs[1].send_signal(signal.SIGKILL))
-        workers.procs[1].wait(10)
-        publish(50)  # while it is dead the broker keeps worker 1's share in its session
-        settled = -1
-        while settled != stored():  # until worker 2 has stored its share
-            settled = stored()
+    def worker(self, k: int, *more: str) -> subprocess.Popen[str]:
+        self.starts[k] = self.starts.get(k, 0) + 1
+        cmd = [sys.executable, "-m", "edge.cli", "hub", "ingest", "--worker", str(k), *more]
+        proc = subprocess.Popen(
+            [*cmd, "--config", str(self.config)],
+            stdout=subprocess.PIPE,
+            stderr=self.log(k).open("w"),
+            text=True,
+        )
+        self.procs[k] = self.stack.enter_context(killed_after(proc))
+        wait_until(lambda: "connected (session present" in self.output(k), 20, f"worker {k}")
+        return proc
+
+    def log(self, k: int) -> Path:
+        return self.config.parent / f"worker-{k}.{self.starts[k]}.log"
+
+    def output(self, k: int) -> str:
+        return self.log(k).read_text()
+
+    def stored(self) -> int:
+        with self.db.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM events")).scalar_one())
+
+    def rows(self) -> list[str]:
+        with self.db.connect() as conn:
+            return list(conn.execute(sa.text("SELECT event_id FROM events")).scalars())
+
+    def settled(self) -> int:
+        """The row count once it stops growing."""
+        last = -1
+        while last != self.stored():
+            last = self.stored()
             time.sleep(1.0)
-        assert 0 < settled < len(sent), "worker 1's share should wait in its session"
-        workers.start(1)  # restarted with the same id, as systemd does
-        assert "session present: True" in workers.output(1)
-        publish(25)
-        wait_until(lambda: stored() >= len(sent), 30, "every event stored")
-        with db.connect() as conn:
-            rows = conn.execute(sa.text("SELECT event_id FROM events")).scalars().all()
-    assert len(rows) == len(sent) == 500
-    assert sorted(rows) == sorted(sent)  # every event, once
+        return last
+
+    def publish(self, n: int, then: Callable[[], object] | None = None) -> None:
+        """``n`` events from each device, QoS 1; ``then`` runs half-way."""
+        infos = []
+        for seq in range(n):
+            for name, c in self.devices:
+                event_id, payload = notice(len(self.sent) + 1)
+                self.sent.append(event_id)
+                infos.append(c.publish(contract.event(name, "device.notice"), payload, qos=1))
+            if seq == n // 2 and then is not None:
+                then()
+        for info in infos:
+            info.wait_for_publish(10)
+
+
+@pytest.fixture
+def setup(fleet: Fleet, broker: MosquittoProcess, pg_url: str) -> Iterator[Setup]:
+    with ExitStack() as stack:
+        yield Setup(fleet, broker, pg_url, stack)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_workers_store_every_event_once_when_one_is_killed_mid_run(setup: Setup) -> None:
+    setup.worker(1)
+    setup.worker(2)
+    # worker 1 dies with messages in flight: SIGKILL, no farewell, nothing acknowledged
+    setup.publish(50, then=lambda: setup.procs[1].send_signal(signal.SIGKILL))
+    setup.procs[1].wait(10)
+    setup.publish(50)  # while it is dead the broker keeps worker 1's share in its session
+    assert 0 < setup.settled() < len(setup.sent), "worker 1's share should wait for it"
+    setup.worker(1)  # restarted with the same id, as systemd does
+    assert "session present: True" in setup.output(1)
+    setup.publish(25)
+    wait_until(lambda: setup.stored() >= len(setup.sent), 30, "every event stored")
+    rows = setup.rows()
+    assert len(rows) == len(setup.sent) == 500
+    assert sorted(rows) == sorted(setup.sent)  # every event, once
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_retired_worker_stores_its_share_and_leaves_the_group(setup: Setup) -> None:
+    setup.worker(1)
+    setup.worker(2).terminate()  # stopped: its session stays in the group
+    setup.procs[2].wait(10)
+    setup.publish(10)
+    assert 0 < setup.settled() < len(setup.sent), "worker 2's share should wait for it"
+    setup.configure(workers=1)
+    retire = setup.worker(2, "--retire")
+    out, _ = retire.communicate(timeout=60)
+    assert retire.returncode == 0, setup.output(2)
+    assert "ingest worker 2 retired:" in out and "events stored from its session" in out
+    assert setup.stored() == len(setup.sent)
+    setup.publish(10)  # worker 1 alone now gets every event: nothing waits for worker 2
+    wait_until(lambda: setup.stored() == len(setup.sent) == 80, 20, "worker 1 storing all")
+    assert sorted(setup.rows()) == sorted(setup.sent)
