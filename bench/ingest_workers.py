@@ -59,10 +59,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._fleet import fleet_and_broker  # noqa: E402
-from edge import contract  # noqa: E402
-from hub.auth import Accounts  # noqa: E402
-from hub.store import Store  # noqa: E402
-from provisioning.fleet import Fleet  # noqa: E402
+from mimamori.edge import contract  # noqa: E402
+from mimamori.hub.auth import Accounts  # noqa: E402
+from mimamori.hub.store import Store  # noqa: E402
+from mimamori.provisioning.fleet import Fleet  # noqa: E402
 from tests.postgres import postgres_server  # noqa: E402
 
 PASSWORD = "bench password 1234"
@@ -161,7 +161,7 @@ class Bench:
         log = self.root / f"{name}.log"
         before = log.stat().st_size if log.exists() else 0
         proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "hub", *cli, "--config", str(self.config)],
+            [sys.executable, "-m", "mimamori.edge.cli", "hub", *cli, "--config", str(self.config)],
             stderr=log.open("ab"),
         )
         self.stack.callback(_ended, proc)

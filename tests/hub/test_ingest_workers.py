@@ -19,15 +19,15 @@ import pytest
 import sqlalchemy as sa
 import tomli_w
 
-from edge import contract
-from edge.transport_fake import FakeBroker, FakeTransport
-from hub.config import HubConfig, IngestSection, load_hub_config
-from hub.errors import HubConfigError
-from hub.ingest import Ingest
-from hub.roster import Roster
-from hub.store import Store
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.edge.transport_fake import FakeBroker, FakeTransport
+from mimamori.hub.config import HubConfig, IngestSection, load_hub_config
+from mimamori.hub.errors import HubConfigError
+from mimamori.hub.ingest import Ingest
+from mimamori.hub.roster import Roster
+from mimamori.hub.store import Store
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import device_identity
 from tests.mqtt_probe import client, wait_until
 from tests.running import killed_after
@@ -198,7 +198,16 @@ class Setup:
 
     def worker(self, k: int, *more: str) -> subprocess.Popen[str]:
         self.starts[k] = self.starts.get(k, 0) + 1
-        cmd = [sys.executable, "-m", "edge.cli", "hub", "ingest", "--worker", str(k), *more]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mimamori.edge.cli",
+            "hub",
+            "ingest",
+            "--worker",
+            str(k),
+            *more,
+        ]
         proc = subprocess.Popen(
             [*cmd, "--config", str(self.config)],
             stdout=subprocess.PIPE,
