@@ -147,6 +147,7 @@ class Transport(ABC):
         self,
         *,
         subscriptions: list[tuple[str, int]] | None = None,
+        unsubscriptions: list[str] | None = None,
         will: Callable[[], Will] | None = None,
         on_connect: Callable[[bool], None] | None = None,
         on_disconnect: Callable[[], None] | None = None,
@@ -155,8 +156,10 @@ class Transport(ABC):
     ) -> None:
         """``on_connect(session_present)`` runs once subscribed, ``on_disconnect()`` when a
         connection is lost, ``on_publish(session, mid, ok)`` on each PUBACK (on paho's
-        thread, holding its locks: record and return)."""
+        thread, holding its locks: record and return). ``unsubscriptions``: filters a
+        persistent session may still hold from an earlier run, dropped on each connect."""
         self.subscriptions = subscriptions or []
+        self.unsubscriptions = unsubscriptions or []
         self.will = will
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
@@ -397,6 +400,8 @@ class MqttTransport(Transport):
         self.connects += 1
         if self.subscriptions:
             client.subscribe(self.subscriptions)
+        if self.unsubscriptions:
+            client.unsubscribe(self.unsubscriptions)
         self._connected.set()
         if self.on_connect is not None:
             self.on_connect(flags.session_present)

@@ -1,4 +1,5 @@
-"""`mimamori hub`: ingest plus the staff web pages, in one process."""
+"""`mimamori hub`: ingest plus the staff web pages, in one process; `mimamori hub ingest
+--worker K`: one of ``[ingest] workers`` extra processes that take the events."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import sdnotify
 import sqlalchemy as sa
@@ -36,6 +38,8 @@ from mimamori.hub.web import create_app
 
 log = logging.getLogger(__name__)
 
+B = TypeVar("B")
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -52,9 +56,31 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="hub TOML file (default: %(default)s; `mimamori provision init` "
         "writes FLEET/hub/hub.toml)",
     )
-    p.add_argument("--no-web", action="store_true", help="ingest only (extra ingest processes)")
+    p.add_argument(
+        "--no-web",
+        action="store_true",
+        help="do not serve the staff pages (extra ingest processes: `mimamori hub ingest`)",
+    )
     p.set_defaults(func=run)
     hsub = p.add_subparsers(dest="hub_command", metavar="ACTION")
+    worker = hsub.add_parser(
+        "ingest",
+        help="run ingest worker K of [ingest] workers (events, telemetry, replies)",
+        description="One of the [ingest] workers processes that split the devices' events, "
+        "telemetry and command replies (MQTT shared subscription) beside `mimamori hub`, "
+        "which keeps device state, the pages and the commands. Each worker has its own "
+        "persistent session (client id CLIENT_ID-K): restarted with the same K it gets what "
+        "the broker kept for it. Exits 78 on a bad config or a K outside 1..workers.",
+    )
+    worker.add_argument("--worker", type=int, required=True, metavar="K", help="1..workers")
+    worker.add_argument(
+        "--retire",
+        action="store_true",
+        help="after lowering [ingest] workers below K: store what the broker still holds "
+        "for worker K, then end its session (else the broker keeps giving it a share)",
+    )
+    config_option(worker)
+    worker.set_defaults(func=run_worker)
     add = hsub.add_parser(
         "add-user",
         help="create a staff account (or reset its password and role)",
@@ -223,6 +249,59 @@ def secret_key(path: Path) -> bytes:
     return path.read_text().strip().encode()
 
 
+@dataclass
+class Worker:
+    """Ingest worker K: its share of the events, and the monkey alerts they raise."""
+
+    store: Store
+    ingest: Ingest
+    alerts: Alerts
+
+    def start(self) -> Worker:
+        self.ingest.start()
+        return self
+
+    def stop(self) -> None:
+        self.ingest.stop()
+        self.close()
+
+    def retire(self) -> int:
+        """``Ingest.retire``: the events it stored."""
+        try:
+            return self.ingest.retire()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.alerts.close()
+        self.store.close()
+
+
+def _alerts(cfg: HubConfig, store: Store, secret: bytes) -> Alerts:
+    return Alerts(
+        store,
+        secret=secret,
+        public_url=cfg.web.public_url or f"http://{cfg.web.bind}:{cfg.web.port}",
+        areas=cfg.alerts.areas or None,
+    )
+
+
+def build_worker(config: Path, worker: int, retiring: bool = False) -> Worker:
+    cfg = load_hub_config(config)
+    clock.set_zone(cfg.site.timezone)
+    store = Store(cfg.store.url).create()
+    try:
+        roster = Roster(cfg.fleet.roster_file)
+        ingest = Ingest(cfg, store, roster, worker=worker, retiring=retiring)
+    except HubConfigError:
+        store.close()
+        raise
+    # the same key as the pages': they check the "I'm on it" links this worker's alerts carry
+    alerts = _alerts(cfg, store, secret_key(cfg.web.secret_file))
+    ingest.on_wildlife = alerts.handle
+    return Worker(store, ingest, alerts)
+
+
 def build(config: Path) -> Hub:
     cfg = load_hub_config(config)
     clock.set_zone(cfg.site.timezone)
@@ -230,12 +309,7 @@ def build(config: Path) -> Hub:
     roster = Roster(cfg.fleet.roster_file)
     ingest = Ingest(cfg, store, roster)
     secret = secret_key(cfg.web.secret_file)
-    alerts = Alerts(
-        store,
-        secret=secret,
-        public_url=cfg.web.public_url or f"http://{cfg.web.bind}:{cfg.web.port}",
-        areas=cfg.alerts.areas or None,
-    )
+    alerts = _alerts(cfg, store, secret)
     ingest.on_wildlife = alerts.handle
 
     # a hunter is on the way: keep the troop's cameras from scaring it off before they arrive
@@ -425,34 +499,69 @@ def restore_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def built(make: Callable[[], B], config: Path) -> B | None:
+    """What ``make`` builds, or None once a bad config or an old schema is logged."""
     try:
-        hub = build(args.config)
+        return make()
     except HubConfigError as e:
         log.error("bad config %s", e)
-        return EXIT_BAD_CONFIG
     except migrations.SchemaError as e:  # not worth a restart either: the unit prevents 78
-        log.error("%s (mimamori hub db %s --config %s)", e, e.action, args.config)
+        log.error("%s (mimamori hub db %s --config %s)", e, e.action, config)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    hub = built(lambda: build(args.config), args.config)
+    if hub is None:
         return EXIT_BAD_CONFIG
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
-    hub.start(web=not args.no_web)
+    web = not args.no_web
+    # escalations only here: one process walks the duty roster, however many workers run
+    return serve(hub.ingest, lambda: hub.start(web=web), hub.stop, tick=hub.alerts.escalate)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    worker = built(lambda: build_worker(args.config, args.worker, args.retire), args.config)
+    if worker is None:
+        return EXIT_BAD_CONFIG
+    if args.retire:
+        try:
+            stored = worker.retire()
+        except HubError as e:
+            log.error("%s", e)
+            return 1
+        print(f"ingest worker {args.worker} retired: {stored} events stored from its session")
+        return 0
+    return serve(worker.ingest, worker.start, worker.stop)
+
+
+def serve(
+    ingest: Ingest,
+    start: Callable[[], object],
+    stop: Callable[[], None],
+    tick: Callable[[], object] | None = None,
+) -> int:
+    """Run until SIGTERM/SIGINT under systemd's notify protocol: ``READY=1`` once started,
+    ``WATCHDOG=1`` at half of ``WatchdogSec=`` only while ingest's writer is alive, and a
+    ``STATUS=`` line; ``tick`` runs at each ping."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stopping.set())
+    signal.signal(signal.SIGINT, lambda *a: stopping.set())
+    start()
     notifier = sdnotify.SystemdNotifier()
     notifier.notify("READY=1")
-    # WatchdogSec= in the unit: ping at half of it, only while ingest's writer is alive
     interval = int(os.environ.get("WATCHDOG_USEC", "10000000")) / 2e6
     try:
-        while not stop.wait(interval):
-            hub.alerts.escalate()
-            if hub.ingest.healthy:
+        while not stopping.wait(interval):
+            if tick is not None:
+                tick()
+            if ingest.healthy:
                 notifier.notify("WATCHDOG=1")
             notifier.notify(
-                f"STATUS=broker {'connected' if hub.ingest.connected else 'lost'}, "
-                f"{hub.ingest.counters['stored']} events stored"
+                f"STATUS=broker {'connected' if ingest.connected else 'lost'}, "
+                f"{ingest.counters['stored']} events stored"
             )
     finally:
-        log.info("stopping the hub")
+        log.info("stopping")
         notifier.notify("STOPPING=1")
-        hub.stop()
+        stop()
     return 0

@@ -104,6 +104,15 @@ class ModelsSection(Section):
 class IngestSection(Section):
     batch_max: int = Field(500, ge=1, le=10_000, description="messages per database commit")
     batch_wait_ms: int = Field(20, ge=0, le=5000, description="wait to fill a batch")
+    workers: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="separate ingest worker processes (`mimamori hub ingest --worker K`, K = "
+        "1..workers) that split the events, telemetry and command replies; the hub process "
+        "then keeps only device state, births, twins and job states. 0: the hub process "
+        "ingests everything. For PostgreSQL: SQLite takes one writer at a time",
+    )
 
 
 class FleetSection(Section):
@@ -184,6 +193,14 @@ def load_hub_config(path: Path | str) -> HubConfig:
         )
     if not cfg.web.secret_file.is_absolute():
         cfg.web.secret_file = base / cfg.web.secret_file
+    if cfg.ingest.workers and not cfg.store.url.startswith("postgresql"):
+        raise HubConfigError(
+            str(path),
+            [
+                f"ingest.workers: {cfg.ingest.workers} needs a PostgreSQL store ([store] url); "
+                "SQLite takes one writer at a time"
+            ],
+        )
     if cfg.store.url.startswith("sqlite:///") and not cfg.store.url.startswith("sqlite:////"):
         rel = cfg.store.url.removeprefix("sqlite:///")
         cfg.store.url = f"sqlite:///{(base / rel).resolve()}"

@@ -5,6 +5,13 @@
   processes split the load; retained topics (state, birth, twin/reported) and job status on
   plain subscriptions, because brokers do not deliver retained messages to shared
   subscriptions.
+* With ``[ingest] workers = N`` the load is split by process: ingest workers 1..N
+  (``worker=K``, client id ``{client_id}-K``) take the shared subscriptions and nothing else;
+  the hub process (``worker=None``) keeps the plain ones, the hub state and the commands.
+  Each drops on connect the filters that are not its own, which its persistent session may
+  still hold from a run with another layout. Only the hub process says the hub is online and
+  leaves the Last Will that says it is not: a dead worker must not make the devices hold
+  their backlog.
 * The session is persistent (``clean_start=False`` with a long Session Expiry): the broker
   queues messages while the hub is away.
 * ``manual_ack``: a QoS 1 message is acknowledged only after the batch holding it has been
@@ -24,7 +31,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -32,6 +39,7 @@ from typing import Any
 from mimamori.edge import contract
 from mimamori.edge.transport import MqttTransport, Packet, Transport, TransportFactory, Will
 from mimamori.hub.config import HubConfig
+from mimamori.hub.errors import HubConfigError, HubError
 from mimamori.hub.roster import Roster
 from mimamori.hub.store import Message, Store
 
@@ -41,6 +49,39 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 COMMAND_EXPIRY_S = 60
 #: the ``$share`` group of the hub processes that split the devices' events
 SHARE_GROUP = "hub"
+
+
+def split_subscriptions(
+    worker: int | None, workers: int, retiring: bool = False
+) -> tuple[list[str], list[str]]:
+    """(the filters this process subscribes to, the ingest filters it drops): ingest worker
+    K takes the shared ones (a retiring one none); the hub process the plain ones, and the
+    shared ones too while it has no workers."""
+    every = contract.ingest_subscriptions(SHARE_GROUP)
+    shared = [f for f in every if f.startswith("$share/")]
+    plain = [f for f in every if f not in shared]
+    if retiring:
+        return [], every
+    if worker is not None:
+        return shared, plain
+    return (every, []) if workers == 0 else (plain, shared)
+
+
+def _check_worker(workers: int, worker: int | None, retiring: bool) -> None:
+    """Worker K runs while 1 <= K <= workers and retires once K > workers."""
+    if worker is None:
+        if retiring:
+            raise ValueError("only an ingest worker retires")
+        return
+    if worker < 1:
+        problem = f"workers are numbered from 1 (got {worker})"
+    elif retiring and worker <= workers:
+        problem = f"{workers} still runs worker {worker}: lower it before retiring the worker"
+    elif not retiring and worker > workers:
+        problem = f"{workers} allows worker {f'1 to {workers}' if workers else 'none'}"
+    else:
+        return
+    raise HubConfigError(f"ingest worker {worker}", [f"ingest.workers: {problem}"])
 
 
 @dataclass(frozen=True)
@@ -58,9 +99,15 @@ class Ingest:
         store: Store,
         roster: Roster,
         *,
+        worker: int | None = None,
+        retiring: bool = False,
         transport: TransportFactory | None = None,
     ) -> None:
+        """``worker``: K for ingest worker K of ``cfg.ingest.workers``; None for the hub
+        process. ``retiring``: worker K is no longer one of them (``retire``)."""
+        _check_worker(cfg.ingest.workers, worker, retiring)
         self.cfg = cfg
+        self.worker = worker
         self.store = store
         self.roster = roster
         self.counters: Counter[str] = Counter()
@@ -69,20 +116,22 @@ class Ingest:
         self._writer = threading.Thread(target=self._write_loop, name="hub-writer", daemon=True)
         #: called with each stored wildlife event (hub.alerts.Alerts.handle); optional
         self.on_wildlife: Callable[[Message, datetime], None] | None = None
+        mine, others = split_subscriptions(worker, cfg.ingest.workers, retiring)
         hooks: dict[str, Any] = {
-            "subscriptions": [(t, 1) for t in contract.ingest_subscriptions(SHARE_GROUP)],
-            "will": lambda: Will(contract.HUB_STATE, self._hub_state(False)),
+            "subscriptions": [(t, 1) for t in mine],
+            "unsubscriptions": others,
+            "will": None if worker else lambda: Will(contract.HUB_STATE, self._hub_state(False)),
             "on_connect": self._on_connect,
             "on_reject": self._refused,
         }
-        endpoint = cfg.mqtt.endpoint(
-            cfg.mqtt.client_id,
+        self.endpoint = cfg.mqtt.endpoint(
+            cfg.mqtt.client_id if worker is None else f"{cfg.mqtt.client_id}-{worker}",
             clean_start=False,
             session_expiry_s=SESSION_EXPIRY_S,
             manual_ack=True,
             max_inflight=100,
         )
-        self.transport: Transport = (transport or partial(MqttTransport, endpoint))(**hooks)
+        self.transport: Transport = (transport or partial(MqttTransport, self.endpoint))(**hooks)
         for row in contract.CHANNELS:
             if row.ingest:
                 self.transport.route(row.name, self._received)
@@ -110,7 +159,32 @@ class Ingest:
         """Flush what was received, say the hub is offline, disconnect."""
         self._stopping.set()
         self._writer.join(10)
-        self.transport.stop(farewell=(contract.HUB_STATE, self._hub_state(False)))
+        farewell = None if self.worker else (contract.HUB_STATE, self._hub_state(False))
+        self.transport.stop(farewell=farewell)
+
+    def retire(self, idle_s: float = 3.0) -> int:
+        """For a worker built ``retiring``: take what the broker still holds in this
+        worker's session (sent before it stopped, or queued since as its share), out of the
+        group; once nothing has come for ``idle_s``, end the session so the broker forgets
+        it. Returns the events stored."""
+        self.start()
+        if not self.wait_connected(30):
+            self.stop()
+            raise HubError(f"{self.endpoint.client_id}: the broker could not be reached")
+        quiet_since, seen = time.monotonic(), -1
+        while time.monotonic() - quiet_since < idle_s:
+            if self.counters["received"] != seen:
+                quiet_since, seen = time.monotonic(), self.counters["received"]
+            time.sleep(0.1)
+        self.stop()  # stores and acknowledges the last batch first
+        # a clean start with no session expiry: the old session, now empty, is gone
+        end = MqttTransport(replace(self.endpoint, clean_start=True, session_expiry_s=None))
+        end.start()
+        ended = end.wait_connected(30)
+        end.stop()
+        if not ended:
+            raise HubError(f"{self.endpoint.client_id}: could not end the session")
+        return self.counters["stored"]
 
     @staticmethod
     def _hub_state(online: bool) -> bytes:
@@ -119,9 +193,14 @@ class Ingest:
     # -- from the transport --------------------------------------------------------------
 
     def _on_connect(self, session_present: bool) -> None:
-        self.transport.publish(contract.HUB_STATE, self._hub_state(True), qos=1, retain=True)
+        if not self.worker:
+            self.transport.publish(contract.HUB_STATE, self._hub_state(True), qos=1, retain=True)
         self.counters["connects"] += 1
-        log.info("hub ingest connected (session present: %s)", session_present)
+        log.info(
+            "hub ingest%s connected (session present: %s)",
+            f" worker {self.worker}" if self.worker else "",
+            session_present,
+        )
 
     def _received(self, msg: Packet) -> None:
         self.counters["received"] += 1

@@ -34,6 +34,7 @@ def unit(path: Path) -> configparser.RawConfigParser:
 
 def test_one_unit_per_service() -> None:
     assert [u.name for u in UNITS] == [
+        "mimamori-hub-ingest@.service",
         "mimamori-hub.service",
         "mimamori-kiosk.service",
         "mimamori-ridership.service",
@@ -67,7 +68,15 @@ def test_units_are_notify_watchdog_hardened_and_stop_on_bad_config(path: Path) -
     assert s["ProtectSystem"] == "strict" and s["ReadWritePaths"] == "/var/lib/mimamori"
     assert s["NoNewPrivileges"] == "yes" and s["PrivateTmp"] == "yes"
     groups = set(s.get("SupplementaryGroups", "").split())
-    assert ("video" in groups) == (path.stem != "mimamori-hub")
+    assert ("video" in groups) == (not path.stem.startswith("mimamori-hub"))
+
+
+def test_ingest_workers_are_instances_of_one_template_tied_to_the_hub() -> None:
+    u = unit(ROOT / "systemd" / "mimamori-hub-ingest@.service")
+    assert " hub ingest --worker %i " in u["Service"]["ExecStart"]
+    # after the hub (which made the schema and the web secret), stopped and restarted with it
+    assert "mimamori-hub.service" in u["Unit"]["After"].split()
+    assert u["Unit"]["PartOf"] == "mimamori-hub.service"
 
 
 class NotifySocket:

@@ -145,6 +145,7 @@ class Alerts:
                 contract.iso(seen),
             )
         with self.engine.begin() as conn:
+            _one_troop_writer(conn)
             if _troop_of(conn, dev, data.incursion):
                 return  # the same message again
             candidates = conn.execute(
@@ -363,3 +364,11 @@ def _troop_of(conn: Connection, dev: str, incursion: str) -> str | None:
         sightings.c.device == dev, sightings.c.incursion == incursion
     )
     return conn.execute(q).scalar()
+
+
+def _one_troop_writer(conn: Connection) -> None:
+    """On PostgreSQL, hold the troops until this transaction ends: two ingest workers that
+    store sightings from neighbouring cameras at once would otherwise each start a troop (and
+    alert twice). SQLite takes one writer at a time anyway."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("mimamori.troops"))))

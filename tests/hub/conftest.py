@@ -3,11 +3,7 @@ throwaway PostgreSQL server with a fresh database a test."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 import tomllib
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,7 +22,7 @@ from mimamori.hub.auth import Accounts
 from mimamori.hub.cli import Hub
 from mimamori.hub.store import Message, Store
 from mimamori.provisioning.fleet import Fleet
-from tests.conftest import free_port
+from tests.postgres import PG_BIN, postgres_server
 
 PASSWORD = "correct horse battery"
 
@@ -107,49 +103,13 @@ def seed(store: Store) -> None:
         )
 
 
-PG_BIN = (
-    next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
-    if Path("/usr/lib/postgresql").is_dir()
-    else None
-)
-
-
-def _as_postgres(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[bytes]:
-    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-        cmd = ["runuser", "-u", "postgres", "--", *cmd]
-    return subprocess.run(cmd, check=True, capture_output=True, **kw)  # type: ignore[call-overload]
-
-
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """A throwaway PostgreSQL server for the session: the URL of its ``postgres`` database."""
     if PG_BIN is None:
         pytest.skip("PostgreSQL server binaries not installed (./run.sh test installs them)")
-    # pytest's tmp dirs are private to root; the server runs as the postgres user
-    base = Path(tempfile.mkdtemp(prefix="mimamori-pg-"))
-    data = base / "data"
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres")
-    _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "mimamori"])
-    port = free_port()
-    _as_postgres(
-        [
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(base / "log"),
-            "-o",
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        ]
-    )
-    try:
-        yield f"postgresql+psycopg://mimamori@127.0.0.1:{port}/postgres"
-    finally:
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])
-        shutil.rmtree(base, ignore_errors=True)
+    with postgres_server() as url:
+        yield url
 
 
 @pytest.fixture
