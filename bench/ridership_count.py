@@ -84,14 +84,15 @@ def main() -> None:
     lines = [t.line for _, t in truths if t.line is not None]
     assert len(lines) == len(truths), "every truth file here names its line"
     print("count error on vtest.avi (768x576), windows of 100 frames = 10 s, same settings")
-    print("set                          detector  dir  truth  counted   error  exact  ±1")
+    width = max(len(name) for name, _ in truths)
+    print(f"{'set':<{width}} detector  dir  truth  counted   error  exact  ±1")
     detectors: list[DetectorName] = ["blobs", "yolox"] + (["hog"] if hog else [])
     for det in detectors:
         results = count_lines(VTEST, lines, detector=det)
         for (name, truth), result in zip(truths, results, strict=True):
             for s in accuracy.score(truth.crossings, result.marks, result.frames, 100):
                 print(
-                    f"{name:<28} {det:<8}  {s.direction:<3}  {s.truth:>5}  {s.counted:>7}"
+                    f"{name:<{width}} {det:<8}  {s.direction:<3}  {s.truth:>5}  {s.counted:>7}"
                     f"  {s.error:>+6.1%}  {s.exact:>5.0%}  {s.within_one:>3.0%}"
                 )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
