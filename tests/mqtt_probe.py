@@ -58,7 +58,10 @@ class Probe:
         self.client.connect(self.host, self.port)
         self.client.loop_start()
         assert connected.wait(5), "probe could not connect"
+        subscribed = threading.Event()  # a message sent before the SUBACK would be missed
+        self.client.on_subscribe = lambda *a: subscribed.set()
         self.client.subscribe(subscribe, qos=1)
+        assert subscribed.wait(5), f"probe could not subscribe to {subscribe}"
         if hub_online is not None:
             self.set_hub(hub_online)
         return self
