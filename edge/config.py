@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from edge import contract
 from edge.camera import is_file_source
 from edge.errors import ConfigError
+from edge.ice import IceServer
 from edge.tomlfile import load_toml, validate
 
 #: exit status of a service started with a bad config (sysexits EX_CONFIG); units list it in
@@ -285,10 +286,10 @@ class KioskSection(Section):
     link_grace_s: float = Field(
         20.0, ge=2, le=600, description="a call survives a link outage this long"
     )
-    ice_servers: list[str] = Field(
+    ice_servers: list[IceServer] = Field(
         default_factory=list,
-        description="the town's own TURN/STUN servers for voice, e.g. "
-        "['turn:turn.city.local:3478'] (never a public one); empty: direct only",
+        description="the town's own TURN/STUN servers for voice (never a public one): URL "
+        "strings, or tables with urls, username, credential; empty: direct only",
     )
     speak: bool = Field(True, description="speak the prompts aloud where the browser can")
 

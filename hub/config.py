@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from edge.ice import IceServer
 from edge.tomlfile import load_toml
 from edge.transport import Endpoint
 from hub.errors import HubConfigError
@@ -110,6 +111,15 @@ class RidershipSection(Section):
     )
 
 
+class CounterSection(Section):
+    ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="the town's own TURN/STUN servers for the staff console's voice, as "
+        "city hall reaches them (URL strings, or tables with urls, username, credential); "
+        "empty: direct only",
+    )
+
+
 class SiteSection(Section):
     timezone: str = Field(
         "Asia/Tokyo",
@@ -138,6 +148,7 @@ class HubConfig(Section):
     ingest: IngestSection = Field(default_factory=IngestSection)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
     ridership: RidershipSection = Field(default_factory=RidershipSection)
+    counter: CounterSection = Field(default_factory=CounterSection)
 
 
 def load_hub_config(path: Path | str) -> HubConfig:

@@ -103,7 +103,7 @@ def snapshot(kiosk: KioskApp) -> dict[str, Any]:
         "next_open_en": f"{nxt:%a %-d %b, %-H:%M}",
         "phone": kiosk.cfg.phone,
         "office": kiosk.cfg.office,
-        "ice_servers": kiosk.cfg.ice_servers,
+        "ice_servers": [s.for_browser() for s in kiosk.cfg.ice_servers],
         "speak": kiosk.cfg.speak,
         "mark": kiosk.mark.kind if kiosk.mark else None,
     }
@@ -114,7 +114,7 @@ class Screen:
         self.server = WebServer(
             create_screen(kiosk), host=host, port=port, threads=6, name="mimamori-kiosk"
         )
-        self.port = self.server.port
+        self.host, self.port = host, self.server.port
 
     def start(self) -> Screen:
         self.server.start()

@@ -122,7 +122,7 @@ async function listen(r) {
 }
 async function answer(r, sdp) {
   if (r.pc) r.pc.close();
-  const pc = new RTCPeerConnection({iceServers: last.ice_servers.map((u) => ({urls: u}))});
+  const pc = new RTCPeerConnection({iceServers: last.ice_servers});
   r.pc = pc;
   pc.ontrack = (ev) => { $("staff").srcObject = ev.streams[0]; };
   try {
@@ -149,7 +149,14 @@ function gathered(pc) {
 window.voiceStats = async () => {
   if (!rtc || !rtc.pc) return {connected: false, audioBytes: 0};
   let audioBytes = 0, packets = 0, lost = 0, jitter = 0;
-  (await rtc.pc.getStats()).forEach((st) => {
+  let route = null;  // candidate types of the selected pair: [local, remote], e.g. relay
+  const report = await rtc.pc.getStats();
+  report.forEach((st) => {
+    const pair = st.type === "transport" && report.get(st.selectedCandidatePairId);
+    if (pair) {
+      route = [report.get(pair.localCandidateId), report.get(pair.remoteCandidateId)]
+        .map((c) => c && c.candidateType);
+    }
     if (st.type === "inbound-rtp" && st.kind === "audio") {
       audioBytes += st.bytesReceived;
       packets += st.packetsReceived || 0;
@@ -159,7 +166,7 @@ window.voiceStats = async () => {
   });
   const pc = rtc.pc;
   return {connected: pc.connectionState === "connected", audioBytes, packets, lost, jitter,
-          ice: pc.iceConnectionState, signaling: pc.signalingState};
+          route, ice: pc.iceConnectionState, signaling: pc.signalingState};
 };
 
 $("call").addEventListener("click", () => post("/api/call").then(render));
