@@ -93,6 +93,7 @@ def snapshot(kiosk: KioskApp) -> dict[str, Any]:
         "position": c.position,
         "reason": c.reason,
         "sending": sending,
+        "thin": kiosk.thin,
         "camera_on": bool(sending),
         "notice": kiosk.notice,
         "open": kiosk.hours.is_open(now),

@@ -102,6 +102,7 @@ function showCall(m) {
     : m.state === "connected" ? "connected" : "connecting…";
   $("live-for").textContent = m.answered
     ? `for ${mins(Math.round((Date.now() - Date.parse(m.answered)) / 1000))}` : "";
+  $("thin").hidden = !(m.state === "connected" && m.thin);
   if (m.state === "connected" && mine.ours && !mine.voice) voice(mine);
   renderStills(m);
   if (m.problems.length) problem(m.problems[m.problems.length - 1]);
@@ -302,10 +303,15 @@ $("mark-clear").addEventListener("click", () => mine && post(`/counter/calls/${m
 
 // -- end, capture, stills
 $("end").addEventListener("click", () => mine && post(`/counter/calls/${mine.call}/end`).then(poll, () => {}));
-$("capture").addEventListener("click", () => mine && post(`/counter/calls/${mine.call}/capture`).then(() => {
-  $("capture").textContent = "Capturing…";
-  setTimeout(() => { $("capture").textContent = "Capture the form"; }, 2000);
-}, () => {}));
+function capture(button) {
+  const label = button.textContent;
+  mine && post(`/counter/calls/${mine.call}/capture`).then(() => {
+    button.textContent = "Capturing…";
+    setTimeout(() => { button.textContent = label; }, 2000);
+  }, () => {});
+}
+$("capture").addEventListener("click", () => capture($("capture")));
+$("thin-still").addEventListener("click", () => capture($("thin-still")));
 
 function renderStills(m) {
   const key = JSON.stringify(m.stills.map((s) => s.still));

@@ -14,6 +14,10 @@ function text(s) {
          `Calling staff: you are number ${s.position}. Please wait here.`]
       : ["職員を呼んでいます。そのままお待ちください", "Calling staff. Please wait here."];
   }
+  if (s.state === "connected" && s.thin) {
+    return ["通信が弱いため、映像を止めています。お話はこのまま続けられます",
+            "The connection is weak, so the picture is paused. The call continues by voice."];
+  }
   if (s.state === "connected") {
     return [`市役所の職員（${s.staff}）とつながりました。ゆっくりお話しください`,
             `Connected to city hall (${s.staff}). Take your time.`];
