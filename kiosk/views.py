@@ -130,10 +130,6 @@ class View:
             if every_s is not None:
                 self._level = len(Quality.LEVELS) - 1
 
-    @property
-    def held(self) -> bool:
-        return self._held is not None
-
     def ack(self, call: str, seq: int) -> None:
         now = self._clock()
         with self._lock:
