@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from edge.ice import IceServer
+from edge import ice
 from edge.tomlfile import load_toml
 from edge.transport import Endpoint
 from hub.errors import HubConfigError
@@ -112,7 +112,7 @@ class RidershipSection(Section):
 
 
 class CounterSection(Section):
-    ice_servers: list[IceServer] = Field(
+    ice_servers: list[ice.IceServer] = Field(
         default_factory=list,
         description="the town's own TURN/STUN servers for the staff console's voice, as "
         "city hall reaches them (URL strings, or tables with urls, username, credential); "
@@ -169,4 +169,7 @@ def load_hub_config(path: Path | str) -> HubConfig:
     if cfg.store.url.startswith("sqlite:///") and not cfg.store.url.startswith("sqlite:////"):
         rel = cfg.store.url.removeprefix("sqlite:///")
         cfg.store.url = f"sqlite:///{(base / rel).resolve()}"
+    problem = ice.resolve(cfg.counter.ice_servers, base)
+    if problem:
+        raise HubConfigError(str(path), [f"counter.{problem}"])
     return cfg

@@ -104,7 +104,7 @@ def snapshot(kiosk: KioskApp) -> dict[str, Any]:
         "next_open_en": f"{nxt:%a %-d %b, %-H:%M}",
         "phone": kiosk.cfg.phone,
         "office": kiosk.cfg.office,
-        "ice_servers": [s.for_browser() for s in kiosk.cfg.ice_servers],
+        "ice_servers": [s.for_browser(kiosk.dev) for s in kiosk.cfg.ice_servers],
         "speak": kiosk.cfg.speak,
         "mark": kiosk.mark.kind if kiosk.mark else None,
     }

@@ -94,7 +94,7 @@ def state() -> Any:
 def ice() -> Any:
     """The TURN/STUN servers for this page's voice, credentials included (signed-in staff
     only; never cached)."""
-    servers = [s.for_browser() for s in relay().cfg.counter.ice_servers]
+    servers = [s.for_browser(g.user) for s in relay().cfg.counter.ice_servers]
     return jsonify({"iceServers": servers}), 200, {"Cache-Control": "no-store"}
 
 

@@ -3,6 +3,9 @@ town's TURN credentials, validated, and the credential kept out of dumps and rep
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from pathlib import Path
 
 import pytest
@@ -40,7 +43,7 @@ def kiosk(tmp_path: Path, text: str = KIOSK) -> DeviceConfig:
 
 
 def test_urls_and_credential_tables_reach_the_browser_as_ice_servers(tmp_path: Path) -> None:
-    servers = [s.for_browser() for s in kiosk(tmp_path).kiosk.ice_servers]  # type: ignore[union-attr]
+    servers = [s.for_browser("kiosk-01") for s in kiosk(tmp_path).kiosk.ice_servers]  # type: ignore[union-attr]
     assert servers == [
         {"urls": ["stun:stun.city.local:3478"]},
         {
@@ -59,7 +62,7 @@ def test_the_credential_never_shows_in_dumps_reprs_or_the_twin_report(tmp_path: 
     # a twin patch of another kiosk field keeps the credential as it was
     patched = apply_patch(cfg, {"kiosk": {"office": "北分室"}})
     assert patched.kiosk is not None
-    assert patched.kiosk.ice_servers[1].for_browser()["credential"] == "s3cret"
+    assert patched.kiosk.ice_servers[1].for_browser("kiosk-01")["credential"] == "s3cret"
 
 
 @pytest.mark.parametrize(
@@ -68,6 +71,11 @@ def test_the_credential_never_shows_in_dumps_reprs_or_the_twin_report(tmp_path: 
         ('"https://turn.city.local"', "expected stun:HOST[:PORT]"),
         ('"turn:turn.city.local"', "a TURN server needs username and credential"),
         ('{urls = "stun:s.local", username = "a", credential = "b"}', "turn: and turns: URLs"),
+        ('{urls = "stun:s.local", secret_file = "s"}', "turn: and turns: URLs"),
+        (
+            '{urls = "turn:t.local", username = "a", credential = "b", secret_file = "s"}',
+            "not both",
+        ),
         ('{urls = "turn:t.local", username = "a"}', "both username and credential"),
         ('{urls = "turn:t.local", username = "a", credential = "b", pwd = "c"}', "pwd"),
     ],
@@ -88,10 +96,29 @@ def test_the_hub_reads_the_same_entries_for_the_staff_console(tmp_path: Path) ->
         "credential = 'h1dden'}]\n"
     )
     cfg = load_hub_config(path)
-    assert [s.for_browser() for s in cfg.counter.ice_servers] == [
+    assert [s.for_browser("suzuki") for s in cfg.counter.ice_servers] == [
         {"urls": ["turn:10.0.0.1:3478"], "username": "hub", "credential": "h1dden"}
     ]
     assert "h1dden" not in repr(cfg) and "h1dden" not in cfg.model_dump_json()
     path.write_text("[counter]\nice_servers = ['turns:t.local:5349']\n")
     with pytest.raises(HubConfigError, match="needs username and credential"):
         load_hub_config(path)
+
+
+def test_a_shared_secret_mints_time_limited_credentials_as_coturn_checks_them(
+    tmp_path: Path,
+) -> None:
+    """coturn's use-auth-secret: user name EXPIRY:USER, password base64(HMAC-SHA1(secret,
+    user name)); the end-to-end proof that coturn takes them is tests/kiosk/test_turn.py."""
+    path = tmp_path / "hub.toml"
+    path.write_text("[counter]\nice_servers = [{urls = 'turn:t.local', secret_file = 'sec'}]\n")
+    with pytest.raises(HubConfigError, match=r"counter.ice_servers.0.secret_file: cannot read"):
+        load_hub_config(path)
+    (tmp_path / "sec").write_text("north\n")
+    server = load_hub_config(path).counter.ice_servers[0]
+    assert server.secret_file == tmp_path / "sec"
+    given = server.for_browser("suzuki", now=1_700_000_000)
+    expiry, user = given["username"].split(":")
+    assert int(expiry) == 1_700_000_000 + 12 * 3600 and user == "suzuki"
+    mac = hmac.new(b"north", given["username"].encode(), hashlib.sha1).digest()
+    assert given["credential"] == base64.b64encode(mac).decode()

@@ -7,7 +7,9 @@ other route, so the two browsers cannot reach each other; coturn (Debian's ``tur
 listens on both veths and relays from a third address neither namespace can reach, so the
 only path that works is relay to relay. With the TURN entries the call connects over that
 path (WebRTC stats: the selected candidate pair is ``relay`` on both sides, audio arrives
-both ways); without them the same call never connects, which proves there is no other way.
+both ways), once with a password per side and once with credentials each side mints from
+coturn's shared secret; without the entries the same call never connects, which proves
+there is no other way.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
 USERS = {"kiosk-01": "kiosk-pass", "suzuki": "staff-pass"}
+SECRET = "town-turn-secret"
 
 
 def _skip_reason() -> str | None:
@@ -67,7 +70,9 @@ class Side:
 class Net:
     kiosk: Side
     staff: Side
-    turn_port: int
+    #: coturn by auth: "password" (lt-cred-mech, a user per side) and "secret"
+    #: (use-auth-secret, credentials minted from SECRET)
+    ports: dict[str, int]
 
 
 def ip(*args: str) -> None:
@@ -102,36 +107,41 @@ def net() -> Iterator[Net]:
         ip("link", "set", f"{relay_link}p", "up")
         ip("addr", "add", f"{relay_ip}/32", "dev", relay_link)
         ip("link", "set", relay_link, "up")
-        port = free_port()
-        turn = subprocess.Popen(
-            [
-                TURNSERVER,
-                "-n",  # no config file: everything is here
-                f"--listening-ip={kiosk.gw}",
-                f"--listening-ip={staff.gw}",
-                f"--listening-port={port}",
-                f"--relay-ip={relay_ip}",
-                "--min-port=49160",
-                "--max-port=49400",
-                "--lt-cred-mech",
-                "--realm=mimamori.test",
-                *(f"--user={u}:{p}" for u, p in USERS.items()),
-                "--fingerprint",
-                "--no-tls",
-                "--no-dtls",
-                "--no-cli",
-                "--no-tcp-relay",
-                "--log-file=stdout",
-                "--simple-log",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        undo.callback(turn.wait, 5)
-        undo.callback(turn.terminate)
-        time.sleep(0.5)
-        assert turn.poll() is None, f"turnserver exited: {turn.stdout and turn.stdout.read()!r}"
-        yield Net(kiosk, staff, port)
+        auth = {
+            "password": ["--lt-cred-mech", *(f"--user={u}:{p}" for u, p in USERS.items())],
+            "secret": ["--use-auth-secret", f"--static-auth-secret={SECRET}"],
+        }
+        ports = {}
+        for n, (mode, args) in enumerate(auth.items()):
+            ports[mode] = free_port()
+            turn = subprocess.Popen(
+                [
+                    TURNSERVER,
+                    "-n",  # no config file: everything is here
+                    f"--listening-ip={kiosk.gw}",
+                    f"--listening-ip={staff.gw}",
+                    f"--listening-port={ports[mode]}",
+                    f"--relay-ip={relay_ip}",
+                    f"--min-port={49160 + 200 * n}",
+                    f"--max-port={49359 + 200 * n}",
+                    "--realm=mimamori.test",
+                    *args,
+                    "--fingerprint",
+                    "--no-tls",
+                    "--no-dtls",
+                    "--no-cli",
+                    "--no-tcp-relay",
+                    "--log-file=stdout",
+                    "--simple-log",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
+            undo.callback(turn.wait, 5)
+            undo.callback(turn.terminate)
+            time.sleep(0.5)
+            assert turn.poll() is None, f"turnserver ({mode}) exited"
+        yield Net(kiosk, staff, ports)
 
 
 @pytest.fixture(scope="module")
@@ -170,35 +180,29 @@ def stats(page: Page) -> dict[str, Any]:
     return dict(page.evaluate("async () => await window.voiceStats()"))
 
 
+def ice_servers(net: Net, side: Side, user: str, auth: str | None, tmp: Path) -> list[Any]:
+    """One side's entry for coturn (by the address that side reaches it at), or none."""
+    if auth is None:
+        return []
+    entry: dict[str, Any] = {"urls": f"turn:{side.gw}:{net.ports[auth]}"}
+    if auth == "password":
+        entry.update(username=user, credential=USERS[user])
+    else:
+        secret = tmp / "turn-secret"
+        secret.write_text(SECRET + "\n")
+        entry["secret_file"] = str(secret)
+    return [entry]
+
+
 def call(
-    p: Playwright, fleet: Fleet, pins: MockFactory, net: Net, tmp_path: Path, turn: bool
+    p: Playwright, fleet: Fleet, pins: MockFactory, net: Net, tmp_path: Path, auth: str | None
 ) -> tuple[Page, Page, ExitStack]:
     """Ring from the resident's screen and answer in the staff console, each browser in its
-    own namespace; with ``turn``, both sides list coturn (each by its own address)."""
+    own namespace; with ``auth``, both sides list the coturn of that kind."""
     stack = ExitStack()
+    hub_ice = ice_servers(net, net.staff, "suzuki", auth, tmp_path)
+    kiosk_ice = ice_servers(net, net.kiosk, "kiosk-01", auth, tmp_path)
     try:
-        hub_ice = (
-            [
-                {
-                    "urls": f"turn:{net.staff.gw}:{net.turn_port}",
-                    "username": "suzuki",
-                    "credential": USERS["suzuki"],
-                }
-            ]
-            if turn
-            else []
-        )
-        kiosk_ice = (
-            [
-                {
-                    "urls": f"turn:{net.kiosk.gw}:{net.turn_port}",
-                    "username": "kiosk-01",
-                    "credential": USERS["kiosk-01"],
-                }
-            ]
-            if turn
-            else []
-        )
         hub = start_hub(fleet, net, hub_ice)
         stack.callback(hub.stop)
         kiosk = start_kiosk(
@@ -222,7 +226,9 @@ def call(
         raise
 
 
+@pytest.mark.parametrize("auth", ["password", "secret"])
 def test_voice_connects_through_the_towns_turn_server_relay_to_relay(
+    auth: str,
     playwright: Playwright,
     net: Net,
     fleet: Fleet,
@@ -230,7 +236,7 @@ def test_voice_connects_through_the_towns_turn_server_relay_to_relay(
     pins: MockFactory,
     tmp_path: Path,
 ) -> None:
-    screen, console, stack = call(playwright, fleet, pins, net, tmp_path, turn=True)
+    screen, console, stack = call(playwright, fleet, pins, net, tmp_path, auth)
     with stack:
         try:
             wait_until(
@@ -257,7 +263,7 @@ def test_without_the_turn_entries_the_same_call_never_connects(
 ) -> None:
     """Offer and answer go through the hub as before, but no candidate pair works: the
     namespaces really have no route between them."""
-    screen, console, stack = call(playwright, fleet, pins, net, tmp_path, turn=False)
+    screen, console, stack = call(playwright, fleet, pins, net, tmp_path, None)
     with stack:
         wait_until(lambda: stats(console).get("signaling") == "stable", 20, "answer applied")
         wait_until(lambda: stats(screen).get("signaling") == "stable", 20, "answer at the kiosk")
