@@ -108,8 +108,11 @@ class View:
             self._level, self.fps, self.error = 0, self.max_fps, None
             self._held = None
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"view-{self.name}", daemon=True)
-        self._thread.start()
+        # started before it is published: a stop() from another thread never joins a thread
+        # not yet started (and one started just before a stop() sees the stop at once)
+        t = threading.Thread(target=self._run, name=f"view-{self.name}", daemon=True)
+        t.start()
+        self._thread = t
 
     def stop(self) -> None:
         """Stop sending and close the camera; returns when no further frame can go out."""
