@@ -7,8 +7,8 @@ import socket
 import tempfile
 from pathlib import Path
 
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 
 
 def free_port() -> int:

@@ -30,9 +30,9 @@ from paho.mqtt.properties import Properties
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._fleet import fleet_and_broker, free_port  # noqa: E402
-from edge import contract  # noqa: E402
-from provisioning.bridge import PREFIX, Prefecture, bridge_town  # noqa: E402
-from provisioning.mosquitto import MosquittoProcess  # noqa: E402
+from mimamori.edge import contract  # noqa: E402
+from mimamori.provisioning.bridge import PREFIX, Prefecture, bridge_town  # noqa: E402
+from mimamori.provisioning.mosquitto import MosquittoProcess  # noqa: E402
 
 
 def _client(folder: Path, stem: str, client_id: str = "") -> mqtt.Client:

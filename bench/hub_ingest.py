@@ -29,7 +29,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._fleet import fleet_and_broker, vm_hwm_mb  # noqa: E402
-from edge import contract  # noqa: E402
+from mimamori.edge import contract  # noqa: E402
 from tests.mqtt_probe import Identity, client  # noqa: E402
 
 
@@ -55,7 +55,15 @@ def main() -> int:
     ident = Identity(str(h / "ca.crt"), str(h / "hub.crt"), str(h / "hub.key"))
     hub_log = fleet.root / "hub.log"
     hub = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "hub", "--no-web", "--config", str(fleet.hub_config)],
+        [
+            sys.executable,
+            "-m",
+            "mimamori.edge.cli",
+            "hub",
+            "--no-web",
+            "--config",
+            str(fleet.hub_config),
+        ],
         stderr=hub_log.open("wb"),
     )
     db = sa.create_engine(f"sqlite:///{h / 'hub.db'}")

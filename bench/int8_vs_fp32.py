@@ -20,8 +20,8 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.wildlife_sets import NEGATIVE_SAMPLES  # noqa: E402
-from edge.vision.manifest import DEFAULT_MODEL, load_manifest  # noqa: E402
-from edge.vision.onnx import OnnxModel  # noqa: E402
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest  # noqa: E402
+from mimamori.edge.vision.onnx import OnnxModel  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media"
 NEGATIVES = list(NEGATIVE_SAMPLES)

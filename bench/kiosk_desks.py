@@ -49,7 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kiosk.document import locate  # noqa: E402
+from mimamori.kiosk.document import locate  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media" / "opencv"
 FRAME = (1600, 1200)

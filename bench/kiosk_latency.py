@@ -41,10 +41,10 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._fleet import fleet_and_broker, free_port  # noqa: E402
-from hub.auth import Accounts  # noqa: E402
-from hub.cli import build  # noqa: E402
-from provisioning.fleet import Fleet  # noqa: E402
-from provisioning.mosquitto import MosquittoProcess  # noqa: E402
+from mimamori.hub.auth import Accounts  # noqa: E402
+from mimamori.hub.cli import build  # noqa: E402
+from mimamori.provisioning.fleet import Fleet  # noqa: E402
+from mimamori.provisioning.mosquitto import MosquittoProcess  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media" / "opencv"
 HZ = os.sysconf("SC_CLK_TCK")
@@ -217,7 +217,7 @@ def main() -> int:
     hub.start(web=True)
     Accounts(hub.store).add("bench", "bench password 1", "counter")
     kiosk = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "device", "run", str(cfg)],
+        [sys.executable, "-m", "mimamori.edge.cli", "device", "run", str(cfg)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

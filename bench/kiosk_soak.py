@@ -52,8 +52,8 @@ MIB = 1024 * 1024
 
 def serve_hub(config: Path) -> None:
     """The hub in a process of its own (so its memory is measured alone)."""
-    from hub.auth import Accounts
-    from hub.cli import build
+    from mimamori.hub.auth import Accounts
+    from mimamori.hub.cli import build
 
     hub = build(config)
     hub.app.config["SESSION_COOKIE_SECURE"] = False  # plain http on loopback
@@ -188,7 +188,7 @@ def run(minutes: float, window_s: float, after_s: float, out: Any = sys.stdout) 
         env=env,
     )
     kiosk = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "device", "run", str(cfg)],
+        [sys.executable, "-m", "mimamori.edge.cli", "device", "run", str(cfg)],
         stdout=subprocess.DEVNULL,
         stderr=(work / "kiosk.log").open("w"),
         env=env,

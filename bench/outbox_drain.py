@@ -24,9 +24,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._fleet import fleet_and_broker, vm_hwm_mb  # noqa: E402
-from edge import contract  # noqa: E402
-from edge.config import load_config  # noqa: E402
-from edge.outbox import Outbox  # noqa: E402
+from mimamori.edge import contract  # noqa: E402
+from mimamori.edge.config import load_config  # noqa: E402
+from mimamori.edge.outbox import Outbox  # noqa: E402
 
 
 def main() -> int:
@@ -64,7 +64,7 @@ def main() -> int:
     hub.publish(contract.HUB_STATE, contract.HubState(online=True).dumps(), qos=1, retain=True)
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge.cli", "device", "run", str(cfg_path)],
+        [sys.executable, "-m", "mimamori.edge.cli", "device", "run", str(cfg_path)],
         stderr=subprocess.DEVNULL,
     )
     db = sqlite3.connect(Path(cfg.device.data_dir) / "outbox.sqlite")

@@ -29,12 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.camera import Frame  # noqa: E402
-from edge.ridership import accuracy  # noqa: E402
-from edge.ridership.count import DetectorName, DoorCounter, count_lines  # noqa: E402
-from edge.ridership.gtfs import load_feed  # noqa: E402
-from edge.ridership.sim import drive, write_feed  # noqa: E402
-from edge.ridership.stops import StopMatcher  # noqa: E402
+from mimamori.edge.camera import Frame  # noqa: E402
+from mimamori.edge.ridership import accuracy  # noqa: E402
+from mimamori.edge.ridership.count import DetectorName, DoorCounter, count_lines  # noqa: E402
+from mimamori.edge.ridership.gtfs import load_feed  # noqa: E402
+from mimamori.edge.ridership.sim import drive, write_feed  # noqa: E402
+from mimamori.edge.ridership.stops import StopMatcher  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VTEST = ROOT.parent / "shared" / "media" / "opencv" / "vtest.avi"

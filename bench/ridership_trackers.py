@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.ridership import accuracy  # noqa: E402
-from edge.ridership.line import LineCounter  # noqa: E402
-from edge.vision.persons import PERSON_THRESHOLD  # noqa: E402
-from edge.vision.tracking import Track, Tracker  # noqa: E402
-from edge.vision.yolox import YoloxDetector  # noqa: E402
+from mimamori.edge.ridership import accuracy  # noqa: E402
+from mimamori.edge.ridership.line import LineCounter  # noqa: E402
+from mimamori.edge.vision.persons import PERSON_THRESHOLD  # noqa: E402
+from mimamori.edge.vision.tracking import Track, Tracker  # noqa: E402
+from mimamori.edge.vision.yolox import YoloxDetector  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 VTEST = ROOT.parent / "shared" / "media" / "opencv" / "vtest.avi"

@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._fleet import fleet_and_broker  # noqa: E402
-from edge.config import load_config  # noqa: E402
-from edge.service import Service  # noqa: E402
-from hub.cli import build  # noqa: E402
+from mimamori.edge.config import load_config  # noqa: E402
+from mimamori.edge.service import Service  # noqa: E402
+from mimamori.hub.cli import build  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media"
 

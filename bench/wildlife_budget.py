@@ -38,17 +38,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.wildlife_sets import MEDIA, video_frames  # noqa: E402
-from edge.wildlife.app import MotionGate  # noqa: E402
-from edge.wildlife.watch import load_watch  # noqa: E402
+from mimamori.edge.wildlife.app import MotionGate  # noqa: E402
+from mimamori.edge.wildlife.watch import load_watch  # noqa: E402
 
 MEMORY = {
     "before": """
-from edge.vision.manifest import DEFAULT_MODEL, load_manifest
-from edge.vision.onnx import OnnxModel
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest
+from mimamori.edge.vision.onnx import OnnxModel
 model = OnnxModel(load_manifest(DEFAULT_MODEL), threads=2)
 """,
     "watch": """
-from edge.wildlife.watch import load_watch
+from mimamori.edge.wildlife.watch import load_watch
 model = load_watch(threads=2)
 """,
 }

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.wildlife_sets import SETS, Box  # noqa: E402
-from edge.wildlife.conditions import CONDITIONS, NIGHT  # noqa: E402
+from mimamori.edge.wildlife.conditions import CONDITIONS, NIGHT  # noqa: E402
 
 THRESHOLDS = [round(0.3 + 0.05 * i, 2) for i in range(13)]
 STAGES = ("proposal", "tiles", "both")
@@ -45,7 +45,7 @@ def hit(crop: Box, truth: Box) -> bool:
 
 
 def score_all(sets: list[str], conditions: list[str]) -> list[dict[str, object]]:
-    from edge.wildlife.watch import load_watch
+    from mimamori.edge.wildlife.watch import load_watch
 
     watch = load_watch(threads=2)
     rows: list[dict[str, object]] = []

@@ -22,9 +22,9 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.vision.manifest import DEFAULT_MODEL, load_manifest  # noqa: E402
-from edge.vision.onnx import OnnxModel  # noqa: E402
-from edge.wildlife.app import MotionGate  # noqa: E402
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest  # noqa: E402
+from mimamori.edge.vision.onnx import OnnxModel  # noqa: E402
+from mimamori.edge.wildlife.app import MotionGate  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media"
 

@@ -39,10 +39,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.wildlife_sets import MEDIA, Sample, macaques, negatives, small, video_frames  # noqa: E402
-from edge.wildlife.app import is_night  # noqa: E402
-from edge.wildlife.conditions import CONDITIONS  # noqa: E402
-from edge.wildlife.incursion import Rules, Tracker  # noqa: E402
-from edge.wildlife.watch import NIGHT_THRESHOLD, THRESHOLD, MonkeyWatch, load_watch  # noqa: E402
+from mimamori.edge.wildlife.app import is_night  # noqa: E402
+from mimamori.edge.wildlife.conditions import CONDITIONS  # noqa: E402
+from mimamori.edge.wildlife.incursion import Rules, Tracker  # noqa: E402
+from mimamori.edge.wildlife.watch import NIGHT_THRESHOLD, THRESHOLD, MonkeyWatch, load_watch  # noqa: E402
 
 FPS = 2.0
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.wildlife.scan import read_image
+from mimamori.edge.wildlife.scan import read_image
 
 MEDIA = Path(__file__).resolve().parent.parent.parent / "shared" / "media"
 Box = tuple[int, int, int, int]

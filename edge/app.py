@@ -18,9 +18,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from edge.contract import ModelInfo, Priority
-from edge.link import CommandHandler, Link
-from edge.outbox import Outbox, Row
+from mimamori.edge.contract import ModelInfo, Priority
+from mimamori.edge.link import CommandHandler, Link
+from mimamori.edge.outbox import Outbox, Row
 
 
 class Emitter:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge.app import App, Device, Emitter
-from edge.config import DeviceConfig
+from mimamori.edge.app import App, Device, Emitter
+from mimamori.edge.config import DeviceConfig
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,9 @@ class AppEntry:
 
 
 APPS = {
-    "wildlife": AppEntry("wildlife", "edge.wildlife.build:build_wildlife"),
-    "ridership": AppEntry("ridership", "edge.ridership.build:build_ridership"),
-    "kiosk": AppEntry("kiosk", "kiosk.app:build_kiosk"),
+    "wildlife": AppEntry("wildlife", "mimamori.edge.wildlife.build:build_wildlife"),
+    "ridership": AppEntry("ridership", "mimamori.edge.ridership.build:build_ridership"),
+    "kiosk": AppEntry("kiosk", "mimamori.kiosk.app:build_kiosk"),
 }
 #: config sections that belong to an app: a change restarts it with the new config
 APP_SECTIONS = ("sim", *(e.section for e in APPS.values()))

@@ -16,14 +16,14 @@ from collections.abc import Sequence
 
 #: command name -> module providing register(subparsers)
 COMMANDS = {
-    "check-config": "edge.commands",
-    "device": "edge.commands",
-    "wildlife": "edge.wildlife.cli",
-    "ridership": "edge.ridership.cli",
-    "kiosk": "kiosk.cli",
-    "hub": "hub.cli",
-    "provision": "provisioning.cli",
-    "demo": "provisioning.demo",
+    "check-config": "mimamori.edge.commands",
+    "device": "mimamori.edge.commands",
+    "wildlife": "mimamori.edge.wildlife.cli",
+    "ridership": "mimamori.edge.ridership.cli",
+    "kiosk": "mimamori.kiosk.cli",
+    "hub": "mimamori.hub.cli",
+    "provision": "mimamori.provisioning.cli",
+    "demo": "mimamori.provisioning.demo",
 }
 
 

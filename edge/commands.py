@@ -7,9 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from edge import preflight
-from edge.config import EXIT_BAD_CONFIG, load_config
-from edge.errors import ConfigError, OutboxError
+from mimamori.edge import preflight
+from mimamori.edge.config import EXIT_BAD_CONFIG, load_config
+from mimamori.edge.errors import ConfigError, OutboxError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def run_device(args: argparse.Namespace) -> int:
-    from edge.service import Service, install_signal_handlers
+    from mimamori.edge.service import Service, install_signal_handlers
 
     try:
         cfg = load_config(args.config)

@@ -14,10 +14,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from edge import contract, ice
-from edge.camera import is_file_source
-from edge.errors import ConfigError
-from edge.tomlfile import load_toml, validate
+from mimamori.edge import contract, ice
+from mimamori.edge.camera import is_file_source
+from mimamori.edge.errors import ConfigError
+from mimamori.edge.tomlfile import load_toml, validate
 
 #: exit status of a service started with a bad config (sysexits EX_CONFIG); units list it in
 #: RestartPreventExitStatus= so systemd does not restart-loop on it

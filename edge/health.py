@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from edge import contract
+from mimamori.edge import contract
 
 _THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 

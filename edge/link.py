@@ -27,12 +27,19 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
-from edge import contract
-from edge.config import DeviceConfig
-from edge.drain import Drain
-from edge.errors import OutboxError
-from edge.outbox import Outbox
-from edge.transport import Endpoint, MqttTransport, Packet, Transport, TransportFactory, Will
+from mimamori.edge import contract
+from mimamori.edge.config import DeviceConfig
+from mimamori.edge.drain import Drain
+from mimamori.edge.errors import OutboxError
+from mimamori.edge.outbox import Outbox
+from mimamori.edge.transport import (
+    Endpoint,
+    MqttTransport,
+    Packet,
+    Transport,
+    TransportFactory,
+    Will,
+)
 
 log = logging.getLogger(__name__)
 

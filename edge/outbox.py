@@ -24,9 +24,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from edge import contract, outbox_rules
-from edge.contract import Priority
-from edge.errors import OutboxError
+from mimamori.edge import contract, outbox_rules
+from mimamori.edge.contract import Priority
+from mimamori.edge.errors import OutboxError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from edge import contract
-from edge.contract import Priority
+from mimamori.edge import contract
+from mimamori.edge.contract import Priority
 
 #: alarms kept in memory while the disk is full (lost only if the power goes too)
 MAX_HELD = 10_000

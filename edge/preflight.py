@@ -16,9 +16,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from edge.camera import is_file_source
-from edge.config import DeviceConfig
-from edge.errors import ConfigError
+from mimamori.edge.camera import is_file_source
+from mimamori.edge.config import DeviceConfig
+from mimamori.edge.errors import ConfigError
 
 
 def _read(path: Path, what: str, problems: list[str]) -> bytes | None:

@@ -24,14 +24,14 @@ from typing import Any, BinaryIO, Protocol
 
 import sdnotify
 
-from edge import contract, health, updates
-from edge.app import App, Emitter, Telemetry
-from edge.apps import APP_SECTIONS, create_app
-from edge.camera import CameraError
-from edge.config import DeviceConfig, apply_patch, remote_view
-from edge.errors import MimamoriError
-from edge.link import Link
-from edge.outbox import Outbox
+from mimamori.edge import contract, health, updates
+from mimamori.edge.app import App, Emitter, Telemetry
+from mimamori.edge.apps import APP_SECTIONS, create_app
+from mimamori.edge.camera import CameraError
+from mimamori.edge.config import DeviceConfig, apply_patch, remote_view
+from mimamori.edge.errors import MimamoriError
+from mimamori.edge.link import Link
+from mimamori.edge.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

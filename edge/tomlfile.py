@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from edge.contract import format_validation
+from mimamori.edge.contract import format_validation
 
 M = TypeVar("M", bound=BaseModel)
 #: the caller's error class, built from (source, one line per problem)

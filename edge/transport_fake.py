@@ -14,7 +14,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from edge.transport import Packet, Transport, Will
+from mimamori.edge.transport import Packet, Transport, Will
 
 
 def _plain(flt: str) -> str:

@@ -32,8 +32,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge import contract
-from edge.errors import MimamoriError
+from mimamori.edge import contract
+from mimamori.edge.errors import MimamoriError
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ from typing import Any
 import sqlalchemy as sa
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from hub.store import TS, Store, fetch_all, pk, table
+from mimamori.hub.store import TS, Store, fetch_all, pk, table
 
 ROLES = ("admin", "wildlife", "transit", "counter")
 MIN_PASSWORD = 10

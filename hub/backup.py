@@ -18,8 +18,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from hub.errors import HubError
-from hub.migrations import VERSION_TABLE
+from mimamori.hub.errors import HubError
+from mimamori.hub.migrations import VERSION_TABLE
 
 Progress = Callable[[str], None]
 PAGES_PER_STEP = 4096  # SQLite pages copied between two looks at the live database

@@ -19,18 +19,18 @@ import sdnotify
 import sqlalchemy as sa
 from flask import Flask
 
-from edge.webserver import WebServer
-from hub import backup, clock, migrations
-from hub.alerts import Alerts
-from hub.auth import ROLES, Accounts
-from hub.config import EXIT_BAD_CONFIG, HubConfig, load_hub_config
-from hub.counter.calls import CallBook
-from hub.counter.relay import Relay
-from hub.errors import HubConfigError, HubError
-from hub.ingest import Ingest
-from hub.roster import Roster
-from hub.store import Store
-from hub.web import create_app
+from mimamori.edge.webserver import WebServer
+from mimamori.hub import backup, clock, migrations
+from mimamori.hub.alerts import Alerts
+from mimamori.hub.auth import ROLES, Accounts
+from mimamori.hub.config import EXIT_BAD_CONFIG, HubConfig, load_hub_config
+from mimamori.hub.counter.calls import CallBook
+from mimamori.hub.counter.relay import Relay
+from mimamori.hub.errors import HubConfigError, HubError
+from mimamori.hub.ingest import Ingest
+from mimamori.hub.roster import Roster
+from mimamori.hub.store import Store
+from mimamori.hub.web import create_app
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ def add_subscriber(args: argparse.Namespace) -> int:
 
 @reports_errors
 def push_model(args: argparse.Namespace) -> int:
-    from hub import jobs
+    from mimamori.hub import jobs
 
     manifest = args.manifest or args.model.with_name(args.model.name + ".manifest.json")
     cfg = load_hub_config(args.config)

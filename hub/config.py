@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from edge import ice
-from edge.tomlfile import load_toml
-from edge.transport import Endpoint
-from hub.errors import HubConfigError
+from mimamori.edge import ice
+from mimamori.edge.tomlfile import load_toml
+from mimamori.edge.transport import Endpoint
+from mimamori.hub.errors import HubConfigError
 
 #: exit status of the hub started with a bad config (as for devices: sysexits EX_CONFIG)
 EXIT_BAD_CONFIG = 78

@@ -10,7 +10,7 @@ raise ``edge.contract.ContractError`` (the shared contract module).
 
 from __future__ import annotations
 
-from edge.errors import ConfigError
+from mimamori.edge.errors import ConfigError
 
 
 class HubError(Exception):

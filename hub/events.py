@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from hub.clock import duration, local
+from mimamori.hub.clock import duration, local
 
 Data = dict[str, Any]
 

@@ -29,11 +29,11 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from edge import contract
-from edge.transport import MqttTransport, Packet, Transport, TransportFactory, Will
-from hub.config import HubConfig
-from hub.roster import Roster
-from hub.store import Message, Store
+from mimamori.edge import contract
+from mimamori.edge.transport import MqttTransport, Packet, Transport, TransportFactory, Will
+from mimamori.hub.config import HubConfig
+from mimamori.hub.roster import Roster
+from mimamori.hub.store import Message, Store
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import base64
 import uuid
 from pathlib import Path
 
-from edge import contract
-from edge.transport import MqttTransport
-from hub.config import HubConfig
+from mimamori.edge import contract
+from mimamori.edge.transport import MqttTransport
+from mimamori.hub.config import HubConfig
 
 #: inline models must fit in one MQTT message under the broker's 2 MiB packet limit
 MAX_INLINE_BYTES = (contract.MAX_JOB_BYTES - 8192) * 3 // 4

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge import contract
+from mimamori.edge import contract
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.schema import SchemaItem
 
-from edge import contract
-from hub import migrations
+from mimamori.edge import contract
+from mimamori.hub import migrations
 
 log = logging.getLogger(__name__)
 

@@ -23,19 +23,19 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
-from hub.alerts import Alerts
-from hub.auth import SESSION_LIFETIME, Accounts, Throttle
-from hub.clock import ago, duration, local, when, zone
-from hub.counter import web as counter
-from hub.counter.relay import Relay
-from hub.events import model_label, sentence
-from hub.ingest import Ingest
-from hub.pages import alerts as alerts_pages
-from hub.pages import api, commands, fleet, session
-from hub.pages import ingest as ingest_pages
-from hub.pages.access import Parts
-from hub.ridership import web as ridership
-from hub.store import Store
+from mimamori.hub.alerts import Alerts
+from mimamori.hub.auth import SESSION_LIFETIME, Accounts, Throttle
+from mimamori.hub.clock import ago, duration, local, when, zone
+from mimamori.hub.counter import web as counter
+from mimamori.hub.counter.relay import Relay
+from mimamori.hub.events import model_label, sentence
+from mimamori.hub.ingest import Ingest
+from mimamori.hub.pages import alerts as alerts_pages
+from mimamori.hub.pages import api, commands, fleet, session
+from mimamori.hub.pages import ingest as ingest_pages
+from mimamori.hub.pages.access import Parts
+from mimamori.hub.ridership import web as ridership
+from mimamori.hub.store import Store
 
 CSP = "; ".join(
     [

@@ -30,15 +30,15 @@ from zoneinfo import ZoneInfo
 
 import cv2
 
-from edge import contract
-from edge.app import App, Device, Emitter, Meter, Telemetry
-from edge.camera import FrameSource, open_source
-from edge.config import KioskSection
-from kiosk.call import Call, CallMachine, Hours
-from kiosk.document import rectify
-from kiosk.pointer import Mark, draw, pin
-from kiosk.uplink import Uplink
-from kiosk.views import View
+from mimamori.edge import contract
+from mimamori.edge.app import App, Device, Emitter, Meter, Telemetry
+from mimamori.edge.camera import FrameSource, open_source
+from mimamori.edge.config import KioskSection
+from mimamori.kiosk.call import Call, CallMachine, Hours
+from mimamori.kiosk.document import rectify
+from mimamori.kiosk.pointer import Mark, draw, pin
+from mimamori.kiosk.uplink import Uplink
+from mimamori.kiosk.views import View
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class KioskApp(App):
         }
         self.panel = None
         if cfg.button_pin is not None:
-            from kiosk.panel import Panel
+            from mimamori.kiosk.panel import Panel
 
             self.panel = Panel(
                 cfg.button_pin,
@@ -130,7 +130,7 @@ class KioskApp(App):
             )
         self.screen = None
         if screen:
-            from kiosk.screen import Screen
+            from mimamori.kiosk.screen import Screen
 
             self.screen = Screen(self, port=cfg.screen_port).start()
         self._publish_state()  # a restart ends whatever call the last run left open

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
-from edge.contract import CallEnd, CallStateName, utcnow
+from mimamori.edge.contract import CallEnd, CallStateName, utcnow
 
 log = logging.getLogger(__name__)
 

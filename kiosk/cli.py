@@ -10,8 +10,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.cli import command_group
-from kiosk.document import Still, rectify
+from mimamori.edge.cli import command_group
+from mimamori.kiosk.document import Still, rectify
 
 #: the preview's longest side, px
 PREVIEW_PX = 1280

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edge.contract import CallStateName
+from mimamori.edge.contract import CallStateName
 
 
 class Panel:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from kiosk.document import find_page
+from mimamori.kiosk.document import find_page
 
 UNIT = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)
 #: drawn in this colour (BGR) with a dark outline, sized to the frame

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, abort, jsonify, render_template, request
 
-from edge.webserver import WebServer
+from mimamori.edge.webserver import WebServer
 
 if TYPE_CHECKING:
-    from kiosk.app import KioskApp
+    from mimamori.kiosk.app import KioskApp
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from datetime import datetime
 import cv2
 import numpy as np
 
-from edge import contract
-from edge.camera import CameraError, FrameSource
+from mimamori.edge import contract
+from mimamori.edge.camera import CameraError, FrameSource
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import tomli_w
 
-from provisioning import wheelhouse
-from provisioning.fleet import Fleet
-from provisioning.image import build_wheel, requirements
+from mimamori.provisioning import wheelhouse
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.image import build_wheel, requirements
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = Path("/var/tmp/mimamori-arm64-root")
@@ -143,7 +143,7 @@ def check(root: Path, image: Path, wheels: Path | None = None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m provisioning.arm64_check",
+        prog="python -m mimamori.provisioning.arm64_check",
         description="Install mimamori from the image seed's wheels into a Debian bookworm "
         "arm64 root run under qemu-user (Raspberry Pi OS 64-bit's Python 3.11, aarch64), then "
         "run `mimamori check-config` and `mimamori wildlife scan` there. Needs root, "

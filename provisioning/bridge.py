@@ -33,9 +33,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge import contract
-from provisioning.broker import CONF_DIR, LOGGING
-from provisioning.pki import Authority
+from mimamori.edge import contract
+from mimamori.provisioning.broker import CONF_DIR, LOGGING
+from mimamori.provisioning.pki import Authority
 
 #: where towns' messages land at the prefecture broker: ``PREFIX/{town}/mimamori/v1/...``
 PREFIX = "towns"

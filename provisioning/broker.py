@@ -40,8 +40,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge import contract
-from provisioning import guard
+from mimamori.edge import contract
+from mimamori.provisioning import guard
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from edge.config import EXIT_BAD_CONFIG
-from provisioning.fleet import Fleet, FleetError
+from mimamori.edge.config import EXIT_BAD_CONFIG
+from mimamori.provisioning.fleet import Fleet, FleetError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -243,8 +243,8 @@ def _revoke(args: argparse.Namespace) -> int:
 def _image(args: argparse.Namespace) -> int:
     import tempfile
 
-    from provisioning import wheelhouse
-    from provisioning.image import (
+    from mimamori.provisioning import wheelhouse
+    from mimamori.provisioning.image import (
         Network,
         boot_partition,
         build_seed,
@@ -273,7 +273,7 @@ def _image(args: argparse.Namespace) -> int:
 
 @reports_errors
 def _bridge(args: argparse.Namespace) -> int:
-    from provisioning.bridge import Prefecture, bridge_town
+    from mimamori.provisioning.bridge import Prefecture, bridge_town
 
     fleet = Fleet.open(args.fleet)
     pref = Prefecture.open_or_create(args.prefecture, args.prefecture_host, args.prefecture_port)
@@ -289,8 +289,8 @@ def _bridge(args: argparse.Namespace) -> int:
 def _wheelhouse(args: argparse.Namespace) -> int:
     import tempfile
 
-    from provisioning import wheelhouse
-    from provisioning.image import requirements, seed_wheel
+    from mimamori.provisioning import wheelhouse
+    from mimamori.provisioning.image import requirements, seed_wheel
 
     with tempfile.TemporaryDirectory() as tmp:
         wheel = seed_wheel(args.package, Path(tmp))
@@ -301,7 +301,7 @@ def _wheelhouse(args: argparse.Namespace) -> int:
 
 @reports_errors
 def _sign_model(args: argparse.Namespace) -> int:
-    from provisioning.signing import sign_model
+    from mimamori.provisioning.signing import sign_model
 
     signed = sign_model(
         Fleet.open(args.fleet).signing_key,

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import tomli_w
 
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import BrokerNotFound, wait_port
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import BrokerNotFound, wait_port
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,9 @@ def demo_bus(folder: Path, media: Path) -> dict[str, object]:
     OpenCV sample clip. The door opens at each stop when the clip shows what a real trip
     looks like: people get on in the first half of the trip and off in the second, and the
     bus ends its trip empty (``plan_doors``, on the counter's own crossings of the clip)."""
-    from edge.ridership.count import count_video
-    from edge.ridership.gtfs import load_feed
-    from edge.ridership.sim import demo_gps_log, demo_trips, plan_doors, write_feed
+    from mimamori.edge.ridership.count import count_video
+    from mimamori.edge.ridership.gtfs import load_feed
+    from mimamori.edge.ridership.sim import demo_gps_log, demo_trips, plan_doors, write_feed
 
     video = media / "opencv" / "vtest.avi"
     feed = load_feed(write_feed(folder / "gtfs"))
@@ -238,7 +238,7 @@ def provision(
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "mimamori.edge.cli",
             "hub",
             "add-user",
             DEMO_ADMIN,
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    exe = [sys.executable, "-m", "edge.cli"]
+    exe = [sys.executable, "-m", "mimamori.edge.cli"]
 
     def spawn(name: str, *argv: str) -> None:
         with (logs / f"{name}.log").open("ab") as out:

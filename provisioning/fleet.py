@@ -29,11 +29,11 @@ from typing import Any
 
 import tomli_w
 
-from edge import contract
-from edge.config import parse_config
-from edge.errors import ConfigError
-from hub.roster import ROSTER_FILE
-from provisioning.broker import (
+from mimamori.edge import contract
+from mimamori.edge.config import parse_config
+from mimamori.edge.errors import ConfigError
+from mimamori.hub.roster import ROSTER_FILE
+from mimamori.provisioning.broker import (
     ADMIN_USER,
     HUB_USER,
     BrokerControl,
@@ -41,9 +41,9 @@ from provisioning.broker import (
     revoke_device_commands,
     write_broker_files,
 )
-from provisioning.mosquitto import MosquittoProcess
-from provisioning.pki import Authority, serial_of
-from provisioning.signing import create_key
+from mimamori.provisioning.mosquitto import MosquittoProcess
+from mimamori.provisioning.pki import Authority, serial_of
+from mimamori.provisioning.signing import create_key
 
 
 class FleetError(ConfigError):

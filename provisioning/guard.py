@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edge import contract
+from mimamori.edge import contract
 
 SOURCE = Path(__file__).resolve().parent / "guard" / "mimamori_guard.c"
 PLUGIN = "mimamori_guard.so"

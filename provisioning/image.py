@@ -45,8 +45,8 @@ from typing import Any
 
 import yaml
 
-from provisioning.fleet import Fleet, FleetError
-from provisioning.wheelhouse import load as load_wheelhouse
+from mimamori.provisioning.fleet import Fleet, FleetError
+from mimamori.provisioning.wheelhouse import load as load_wheelhouse
 
 SECTOR = 512
 FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E}

@@ -7,7 +7,7 @@ viewport; the kiosk's resident screen at its own size. For the counter console t
 button is pressed first, so a call is waiting. A page whose PNG comes out over 300 KB (a
 photograph on it) is saved again with fewer colour levels.
 
-    .venv/bin/python -m provisioning.screenshots --out docs/screens
+    .venv/bin/python -m mimamori.provisioning.screenshots --out docs/screens
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from provisioning.demo import MEDIA
+from mimamori.provisioning.demo import MEDIA
 
 if TYPE_CHECKING:  # playwright comes with the test extras; `--help` works without it
     from playwright.sync_api import ViewportSize
@@ -68,7 +68,16 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
 def start_demo(folder: Path, media: Path) -> tuple[subprocess.Popen[str], str, str, int]:
     """The demo process, its hub URL, the admin password and the resident screen's port."""
     port, web, screen = free_ports(3)
-    argv = [sys.executable, "-m", "edge.cli", "demo", "--dir", str(folder), "--media", str(media)]
+    argv = [
+        sys.executable,
+        "-m",
+        "mimamori.edge.cli",
+        "demo",
+        "--dir",
+        str(folder),
+        "--media",
+        str(media),
+    ]
     argv += ["--port", str(port), "--web-port", str(web), "--screen-port", str(screen)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -160,7 +169,7 @@ def take(out: Path, media: Path, timeout: float) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m provisioning.screenshots",
+        prog="python -m mimamori.provisioning.screenshots",
         description="Run the demo and save PNG screenshots of the fleet, device, alerts, "
         "ridership and counter pages (1280x800) and of the kiosk's resident screen (800x480).",
     )

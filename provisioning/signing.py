@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge import contract
+from mimamori.edge import contract
 
 
 def create_key(key_file: Path, pub_file: Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from provisioning.fleet import FleetError
+from mimamori.provisioning.fleet import FleetError
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 #: Raspberry Pi OS 64-bit (bookworm): CPython 3.11 on aarch64, glibc 2.36

@@ -13,12 +13,12 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.mqtt_probe import Identity, Probe, client, wait_until
 
 if TYPE_CHECKING:
-    from hub.cli import Hub
+    from mimamori.hub.cli import Hub
 
 ROOT = Path(__file__).resolve().parent.parent
 MEDIA = ROOT.parent / "shared" / "media"
@@ -154,7 +154,7 @@ def hub_probe(fleet: Fleet, broker: MosquittoProcess) -> Iterator[Probe]:
 @pytest.fixture
 def hub(fleet: Fleet, broker: MosquittoProcess) -> Iterator[Hub]:
     """The real hub (ingest + store on the fleet's SQLite file), pages not served."""
-    from hub.cli import build
+    from mimamori.hub.cli import build
 
     running = build(fleet.hub_config).start(web=False)
     assert running.ingest.wait_connected(10), "hub could not connect"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from edge.config import DeviceConfig, load_config
-from edge.service import Service
+from mimamori.edge.config import DeviceConfig, load_config
+from mimamori.edge.service import Service
 
 
 class RunningService:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.roster import Roster
-from provisioning.demo import VTEST
+from mimamori.hub.roster import Roster
+from mimamori.provisioning.demo import VTEST
 from tests.conftest import free_port_pair, free_ports
 from tests.mqtt_probe import wait_until
 
@@ -26,7 +26,7 @@ def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "mimamori.edge.cli",
             "demo",
             "--dir",
             str(tmp_path / "demo"),
@@ -90,7 +90,7 @@ def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
 
 
 def test_demo_without_sample_media_says_what_is_missing_and_what_runs(tmp_path: Path) -> None:
-    from provisioning import demo
+    from mimamori.provisioning import demo
 
     empty = tmp_path / "no-media"
     empty.mkdir()
@@ -115,7 +115,7 @@ def test_demo_without_sample_media_says_what_is_missing_and_what_runs(tmp_path: 
 
 def test_demo_troops_are_different_photos_each_pass(tmp_path: Path) -> None:
     """A staff member watching the demo sees a new troop each time, not the same photo."""
-    from provisioning import demo
+    from mimamori.provisioning import demo
 
     if demo.missing(demo.MEDIA, "field-01"):
         pytest.skip("../shared/media not present")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Browser, Page
 
-from hub.cli import Hub
+from mimamori.hub.cli import Hub
 from tests.kiosk.conftest import Kiosk, web_url
 from tests.kiosk.conftest import kiosk as kiosk  # noqa: F401  (fixture)
 from tests.kiosk.conftest import web_hub as web_hub  # noqa: F401  (fixture)

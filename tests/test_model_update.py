@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.service import Service
-from hub.cli import Hub
-from provisioning.fleet import Fleet
+from mimamori.edge.service import Service
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
 from tests.conftest import add_device
 from tests.edge.test_updates import tiny_model
 from tests.mqtt_probe import wait_until
@@ -27,7 +27,10 @@ def device(fleet: Fleet, hub: Hub) -> Iterator[Service]:
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "mimamori.edge.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from edge.service import Service
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge.service import Service
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import FAST_LINK, add_device, stored_events
 from tests.edge.test_device_process import DeviceProcess
 from tests.mqtt_probe import wait_until

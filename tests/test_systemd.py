@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from edge.app import App
-from edge.config import EXIT_BAD_CONFIG, load_config
-from edge.service import Service
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge.app import App
+from mimamori.edge.config import EXIT_BAD_CONFIG, load_config
+from mimamori.edge.service import Service
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import ROOT, add_device
 from tests.mqtt_probe import wait_until
 from tests.running import RunningService

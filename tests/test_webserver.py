@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from edge.webserver import WebServer
+from mimamori.edge.webserver import WebServer
 from tests.conftest import free_port
 
 

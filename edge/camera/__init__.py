@@ -49,18 +49,18 @@ def open_source(
     rtsp:// or http:// URL, or a file/folder path. ``full_res``: a Pi camera keeps its
     sensor at full resolution for ``still()`` and streams a downscaled copy."""
     if source.split(":")[0] == "picamera":
-        from edge.camera.picam import PicameraSource
+        from mimamori.edge.camera.picam import PicameraSource
 
         _, _, index = source.partition(":")
         if index and not index.isdigit():
             raise CameraError(f"camera {source!r}: expected 'picamera' or 'picamera:N'")
         return PicameraSource(camera=int(index or 0), full_res=full_res)
     if not is_file_source(source):
-        from edge.camera.opencv import OpenCvSource
+        from mimamori.edge.camera.opencv import OpenCvSource
 
         return OpenCvSource(int(source) if source.isdigit() else source)
     from pathlib import Path
 
-    from edge.camera.files import FileSource
+    from mimamori.edge.camera.files import FileSource
 
     return FileSource(Path(source), loop=loop, fps=fps)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import cv2
 import numpy as np
 
-from edge.camera import CameraError, Frame
+from mimamori.edge.camera import CameraError, Frame
 
 
 class OpenCvSource:

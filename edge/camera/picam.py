@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.camera import CameraError, Frame
+from mimamori.edge.camera import CameraError, Frame
 
 
 class PicameraSource:

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from edge.app import App, Meter, Telemetry
-from edge.camera import CameraError, FrameSource
-from edge.contract import Priority
-from edge.ridership.count import DoorCounter
-from edge.ridership.door import DoorSignal
-from edge.ridership.gps import Fix, Gps
-from edge.ridership.stops import Match, StopMatcher
+from mimamori.edge.app import App, Meter, Telemetry
+from mimamori.edge.camera import CameraError, FrameSource
+from mimamori.edge.contract import Priority
+from mimamori.edge.ridership.count import DoorCounter
+from mimamori.edge.ridership.door import DoorSignal
+from mimamori.edge.ridership.gps import Fix, Gps
+from mimamori.edge.ridership.stops import Match, StopMatcher
 
 log = logging.getLogger(__name__)
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edge.app import Device
-from edge.camera import open_source
-from edge.config import RidershipSection
-from edge.ridership.app import Door, RidershipApp
-from edge.ridership.count import DoorCounter
-from edge.ridership.door import DoorSignal, GpioDoor, ScheduleDoor
-from edge.ridership.gps import Gps, Reader, replay_lines, serial_lines
-from edge.ridership.gtfs import load_feed
-from edge.ridership.stops import StopMatcher
+from mimamori.edge.app import Device
+from mimamori.edge.camera import open_source
+from mimamori.edge.config import RidershipSection
+from mimamori.edge.ridership.app import Door, RidershipApp
+from mimamori.edge.ridership.count import DoorCounter
+from mimamori.edge.ridership.door import DoorSignal, GpioDoor, ScheduleDoor
+from mimamori.edge.ridership.gps import Gps, Reader, replay_lines, serial_lines
+from mimamori.edge.ridership.gtfs import load_feed
+from mimamori.edge.ridership.stops import StopMatcher
 
 
 def build_ridership(cfg: RidershipSection, device: Device, pin_factory: Any = None) -> RidershipApp:

@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.camera.files import FileSource
-from edge.ridership import accuracy
-from edge.ridership.count import DetectorName, DoorCounter
-from edge.ridership.line import Anchor, LineCounter
+from mimamori.edge.camera.files import FileSource
+from mimamori.edge.ridership import accuracy
+from mimamori.edge.ridership.count import DetectorName, DoorCounter
+from mimamori.edge.ridership.line import Anchor, LineCounter
 
 DETECTORS: tuple[DetectorName, ...] = ("blobs", "yolox")
 ANCHORS: tuple[Anchor, ...] = ("center", "bottom")

@@ -9,9 +9,9 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from edge.camera import CameraError
-from edge.cli import command_group
-from edge.ridership import accuracy
+from mimamori.edge.camera import CameraError
+from mimamori.edge.cli import command_group
+from mimamori.edge.ridership import accuracy
 
 NUMBERS = re.compile(r"^-\d[\d.,\s-]*$")
 
@@ -112,7 +112,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _count(args: argparse.Namespace) -> int:
-    from edge.ridership.count import count_video, print_progress
+    from mimamori.edge.ridership.count import count_video, print_progress
 
     try:
         truth = accuracy.load_truth(args.truth) if args.truth else None
@@ -164,7 +164,7 @@ def counting_line(
 ) -> tuple[float, float, float, float]:
     """The line to count on: --line, or the truth file's; ValueError when neither is given or
     the two differ (hand counts made on one line say nothing about another)."""
-    from edge.ridership.line import parse_line  # imports OpenCV: only when counting
+    from mimamori.edge.ridership.line import parse_line  # imports OpenCV: only when counting
 
     line = parse_line(given) if given else None
     known = truth.line if truth is not None else None
@@ -183,7 +183,7 @@ def counting_line(
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from edge.ridership.calibrate import calibrate, config_block, default_trial
+    from mimamori.edge.ridership.calibrate import calibrate, config_block, default_trial
 
     try:
         truth = accuracy.load_truth(args.truth)

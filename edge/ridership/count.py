@@ -18,11 +18,11 @@ from typing import Literal, Protocol
 import cv2
 import numpy as np
 
-from edge.camera import Frame
-from edge.camera.files import IMAGE_EXT, FileSource
-from edge.ridership.line import Anchor, Crossing, LineCounter
-from edge.vision.blobs import BlobDetector, BlobSettings, Box
-from edge.vision.tracking import Tracker
+from mimamori.edge.camera import Frame
+from mimamori.edge.camera.files import IMAGE_EXT, FileSource
+from mimamori.edge.ridership.line import Anchor, Crossing, LineCounter
+from mimamori.edge.vision.blobs import BlobDetector, BlobSettings, Box
+from mimamori.edge.vision.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,13 @@ def make_detector(
     yolox's lowest person score (default: the manifest's).
     """
     if name == "hog":
-        from edge.vision.hog import HogDetector
+        from mimamori.edge.vision.hog import HogDetector
 
         return HogDetector()
     if name == "yolox":
-        from edge.vision.manifest import ModelError
-        from edge.vision.persons import GatedPersonDetector
-        from edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
+        from mimamori.edge.vision.manifest import ModelError
+        from mimamori.edge.vision.persons import GatedPersonDetector
+        from mimamori.edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
 
         try:
             yolox = YoloxDetector(model or DEFAULT_YOLOX, score_threshold=person_score)

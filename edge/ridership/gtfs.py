@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.errors import MimamoriError
+from mimamori.edge.errors import MimamoriError
 
 
 class GtfsError(MimamoriError):

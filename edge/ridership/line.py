@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from edge.vision.blobs import Box
-from edge.vision.tracking import Track
+from mimamori.edge.vision.blobs import Box
+from mimamori.edge.vision.tracking import Track
 
 Anchor = Literal["center", "bottom"]
 

@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 
 import pynmea2
 
-from edge.ridership.gps import KNOTS_TO_KMH, Fix
-from edge.ridership.gtfs import Feed, Stop, Trip
-from edge.ridership.stops import bearing
+from mimamori.edge.ridership.gps import KNOTS_TO_KMH, Fix
+from mimamori.edge.ridership.gtfs import Feed, Stop, Trip
+from mimamori.edge.ridership.stops import bearing
 
 ORIGIN = (36.2048, 137.2529)  # a valley town in the Japanese Alps
 STOP_NAMES = [

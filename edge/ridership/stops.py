@@ -24,8 +24,8 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from edge.ridership.gps import Fix
-from edge.ridership.gtfs import Feed, Trip
+from mimamori.edge.ridership.gps import Fix
+from mimamori.edge.ridership.gtfs import Feed, Trip
 
 EARTH_M = 6_371_000.0
 

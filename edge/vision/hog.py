@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.vision.blobs import Box
+from mimamori.edge.vision.blobs import Box
 
 
 class HogDetector:

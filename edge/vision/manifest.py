@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge import contract
-from edge.contract import format_validation
-from edge.errors import MimamoriError
+from mimamori.edge import contract
+from mimamori.edge.contract import format_validation
+from mimamori.edge.errors import MimamoriError
 
 MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "efficientnet-lite0.toml"

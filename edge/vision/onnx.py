@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from edge.vision.manifest import Manifest, ModelError
+from mimamori.edge.vision.manifest import Manifest, ModelError
 
 log = logging.getLogger(__name__)
 

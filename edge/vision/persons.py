@@ -12,8 +12,8 @@ import logging
 
 import numpy as np
 
-from edge.vision.blobs import BlobDetector, Box
-from edge.vision.yolox import YoloxDetector
+from mimamori.edge.vision.blobs import BlobDetector, Box
+from mimamori.edge.vision.yolox import YoloxDetector
 
 log = logging.getLogger(__name__)
 

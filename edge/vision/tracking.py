@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from edge.vision.blobs import Box
+from mimamori.edge.vision.blobs import Box
 
 
 @dataclass(frozen=True)

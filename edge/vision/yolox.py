@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from edge.vision.manifest import MODELS_DIR, Manifest, ModelError, load_manifest
+from mimamori.edge.vision.manifest import MODELS_DIR, Manifest, ModelError, load_manifest
 
 log = logging.getLogger(__name__)
 

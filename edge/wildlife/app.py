@@ -22,13 +22,13 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from edge.app import App, Meter, Telemetry
-from edge.camera import CameraError, Frame, FrameSource
-from edge.contract import Priority
-from edge.vision.onnx import Finding
-from edge.wildlife.deterrent import Deterrent, Pir
-from edge.wildlife.incursion import Rules, Tracker
-from edge.wildlife.watch import MonkeyWatch
+from mimamori.edge.app import App, Meter, Telemetry
+from mimamori.edge.camera import CameraError, Frame, FrameSource
+from mimamori.edge.contract import Priority
+from mimamori.edge.vision.onnx import Finding
+from mimamori.edge.wildlife.deterrent import Deterrent, Pir
+from mimamori.edge.wildlife.incursion import Rules, Tracker
+from mimamori.edge.wildlife.watch import MonkeyWatch
 
 log = logging.getLogger(__name__)
 

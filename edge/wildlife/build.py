@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge.app import Device
-from edge.camera import FrameSource, is_file_source, open_source
-from edge.config import WildlifeSection
-from edge.vision.manifest import DEFAULT_MODEL, load_manifest, model_info
-from edge.vision.onnx import OnnxModel
-from edge.wildlife.app import MotionGate, SnapshotLog, WildlifeApp
-from edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
-from edge.wildlife.incursion import Rules
-from edge.wildlife.watch import THRESHOLD, Classifier, MonkeyWatch, lean_yolox
+from mimamori.edge.app import Device
+from mimamori.edge.camera import FrameSource, is_file_source, open_source
+from mimamori.edge.config import WildlifeSection
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest, model_info
+from mimamori.edge.vision.onnx import OnnxModel
+from mimamori.edge.wildlife.app import MotionGate, SnapshotLog, WildlifeApp
+from mimamori.edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
+from mimamori.edge.wildlife.incursion import Rules
+from mimamori.edge.wildlife.watch import THRESHOLD, Classifier, MonkeyWatch, lean_yolox
 
 
 def build_wildlife(cfg: WildlifeSection, device: Device, pin_factory: Any = None) -> WildlifeApp:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from edge.cli import command_group
-from edge.vision.manifest import DEFAULT_MODEL, ModelError, load_manifest
+from mimamori.edge.cli import command_group
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, ModelError, load_manifest
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,9 +48,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _scan(args: argparse.Namespace) -> int:
-    from edge.vision.onnx import OnnxModel
-    from edge.wildlife.scan import run_scan
-    from edge.wildlife.watch import THRESHOLD, MonkeyWatch, load_watch
+    from mimamori.edge.vision.onnx import OnnxModel
+    from mimamori.edge.wildlife.scan import run_scan
+    from mimamori.edge.wildlife.watch import THRESHOLD, MonkeyWatch, load_watch
 
     model: OnnxModel | MonkeyWatch
     try:

@@ -11,8 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.vision.onnx import Finding
-from edge.wildlife.app import Model
+from mimamori.edge.vision.onnx import Finding
+from mimamori.edge.wildlife.app import Model
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".h264", ".mjpeg"}

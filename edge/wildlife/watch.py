@@ -25,8 +25,8 @@ from typing import Protocol
 import numpy as np
 import onnxruntime as ort
 
-from edge.vision.manifest import Manifest, ModelError
-from edge.vision.onnx import Finding, OnnxModel, tiles
+from mimamori.edge.vision.manifest import Manifest, ModelError
+from mimamori.edge.vision.onnx import Finding, OnnxModel, tiles
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def load_watch(
     person_score: float = PERSON_SCORE,
 ) -> MonkeyWatch:
     """The watch from its model manifests (defaults: EfficientNet-Lite0 and YOLOX-nano)."""
-    from edge.vision.manifest import DEFAULT_MODEL, load_manifest
+    from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest
 
     cls = Classifier(load_manifest(classifier or DEFAULT_MODEL), threads=threads)
     prop = lean_yolox(proposer, threads) if two_stage else None
@@ -233,7 +233,7 @@ def load_watch(
 
 def lean_yolox(manifest: Path | None = None, threads: int = 1) -> Proposer:
     """YOLOX-nano as the proposer (every class, from score 0.05) on a lean session."""
-    from edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
+    from mimamori.edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
 
     det = YoloxDetector(manifest or DEFAULT_YOLOX, score_threshold=0.05, threads=threads)
     det.session = lean_session(det.manifest, threads)

@@ -32,6 +32,6 @@ Modules, each importing only those listed before it (and ``hub.store``, ``hub.co
 * ``timeline`` one camera's incursions joined with their ends, by day (the timeline page)
 """
 
-from hub.alerts.service import Alerts
+from mimamori.hub.alerts.service import Alerts
 
 __all__ = ["Alerts"]

@@ -22,12 +22,12 @@ import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.engine import Connection
 
-from edge import contract
-from hub.alerts import rules, text
-from hub.alerts.notify import AppriseNotifier, Notifier
-from hub.alerts.tables import deliveries, sightings, subscribers, troops
-from hub.clock import zone
-from hub.store import Message, Store, fetch_all, fetch_one, utc
+from mimamori.edge import contract
+from mimamori.hub.alerts import rules, text
+from mimamori.hub.alerts.notify import AppriseNotifier, Notifier
+from mimamori.hub.alerts.tables import deliveries, sightings, subscribers, troops
+from mimamori.hub.clock import zone
+from mimamori.hub.store import Message, Store, fetch_all, fetch_one, utc
 
 log = logging.getLogger(__name__)
 

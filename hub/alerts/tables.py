@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from hub.store import TS, pk, table
+from mimamori.hub.store import TS, pk, table
 
 subscribers = table(
     "alert_subscribers",

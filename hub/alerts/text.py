@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from hub.clock import zone
+from mimamori.hub.clock import zone
 
 ALERT_TITLE = "Monkeys / サル出没"
 #: LINE carries a short text only: a short title too

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from hub.clock import local
-from hub.store import Store
+from mimamori.hub.clock import local
+from mimamori.hub.store import Store
 
 KINDS = ("wildlife.incursion", "wildlife.incursion_end")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.store import TS, Store, fetch_all, fetch_one, table
+from mimamori.hub.store import TS, Store, fetch_all, fetch_one, table
 
 calls = table(
     "counter_calls",

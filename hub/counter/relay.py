@@ -39,12 +39,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edge import contract
-from edge.transport import MqttTransport, Packet, Transport, TransportFactory
-from hub.config import HubConfig
-from hub.counter.calls import CallBook
-from hub.counter.heap import limit_heap_growth
-from hub.counter.room import (
+from mimamori.edge import contract
+from mimamori.edge.transport import MqttTransport, Packet, Transport, TransportFactory
+from mimamori.hub.config import HubConfig
+from mimamori.hub.counter.calls import CallBook
+from mimamori.hub.counter.heap import limit_heap_growth
+from mimamori.hub.counter.room import (
     CallEnded,
     Command,
     CounterError,
@@ -55,7 +55,7 @@ from hub.counter.room import (
     Room,
     Still,
 )
-from hub.roster import Roster
+from mimamori.hub.roster import Roster
 
 __all__ = ["CallEnded", "CounterError", "Frame", "LiveCall", "Relay", "Still"]
 

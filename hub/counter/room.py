@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from edge import contract
+from mimamori.edge import contract
 
 #: the staff page polls every second or so; this long without a poll means the page is gone
 STAFF_GONE_S = 20.0

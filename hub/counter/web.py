@@ -17,9 +17,9 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, g, jsonify, render_template, request
 
-from edge import contract
-from hub.counter.relay import CallEnded, CounterError, Relay
-from hub.pages.access import audit, parts, require
+from mimamori.edge import contract
+from mimamori.hub.counter.relay import CallEnded, CounterError, Relay
+from mimamori.hub.pages.access import audit, parts, require
 
 #: how long a view or signal poll waits for something new
 POLL_S = 5.0

@@ -36,7 +36,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from hub.errors import HubError
+from mimamori.hub.errors import HubError
 
 BASELINE = "0001"  # the schema ``create_all`` made before migrations existed
 ON_APPLY = "on_version_apply"  # config attribute: env.py passes it to Alembic
@@ -44,11 +44,11 @@ VERSION_TABLE = "alembic_version"
 SCRIPTS = str(Path(__file__).parent)  # env.py and versions/, shipped as package data
 # every module that declares hub tables on ``hub.store.metadata``
 TABLE_MODULES = (
-    "hub.store",
-    "hub.auth",
-    "hub.alerts.tables",
-    "hub.counter.calls",
-    "hub.ridership.data",
+    "mimamori.hub.store",
+    "mimamori.hub.auth",
+    "mimamori.hub.alerts.tables",
+    "mimamori.hub.counter.calls",
+    "mimamori.hub.ridership.data",
 )
 _PG_LOCK = 0x6D696D616D6F7269  # "mimamori": one hub process migrates at a time
 
@@ -71,7 +71,7 @@ def target_metadata() -> sa.MetaData:
     """The hub's one ``MetaData``, with every table module imported onto it."""
     for name in TABLE_MODULES:
         importlib.import_module(name)
-    from hub.store import metadata
+    from mimamori.hub.store import metadata
 
     return metadata
 

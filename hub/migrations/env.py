@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from hub.migrations import ON_APPLY, target_metadata
+from mimamori.hub.migrations import ON_APPLY, target_metadata
 
 config = context.config
 connection = config.attributes["connection"]

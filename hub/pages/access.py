@@ -10,11 +10,11 @@ from typing import Any, cast
 
 from flask import Flask, abort, current_app, g, request
 
-from hub.alerts import Alerts
-from hub.auth import Accounts, Throttle
-from hub.counter.relay import Relay
-from hub.ingest import Ingest
-from hub.store import Store
+from mimamori.hub.alerts import Alerts
+from mimamori.hub.auth import Accounts, Throttle
+from mimamori.hub.counter.relay import Relay
+from mimamori.hub.ingest import Ingest
+from mimamori.hub.store import Store
 
 View = Callable[..., Any]
 

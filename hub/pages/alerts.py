@@ -8,9 +8,9 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from hub.alerts import camera_map
-from hub.alerts.timeline import camera_timeline
-from hub.pages.access import audit, parts, require
+from mimamori.hub.alerts import camera_map
+from mimamori.hub.alerts.timeline import camera_timeline
+from mimamori.hub.pages.access import audit, parts, require
 
 bp = Blueprint("alerts", __name__)
 wildlife = require("admin", "wildlife")

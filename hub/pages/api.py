@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from edge import contract
-from hub.pages.access import parts
+from mimamori.edge import contract
+from mimamori.hub.pages.access import parts
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

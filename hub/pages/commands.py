@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, request, url_for
 
-from hub.pages.access import audit, parts, require
+from mimamori.hub.pages.access import audit, parts, require
 
 #: the commands every device answers (DESIGN.md); shown as buttons on the device page
 COMMANDS = ("ping", "snapshot-config", "restart-app")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, g, render_template
 
-from hub.auth import ROLES
-from hub.pages.access import parts
+from mimamori.hub.auth import ROLES
+from mimamori.hub.pages.access import parts
 
 ROLE_LABELS = {"wildlife": "Monkey watch", "ridership": "Bus ridership", "kiosk": "Counter kiosk"}
 #: which staff roles see an app's events, and their pictures, on a device page (by the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from hub.pages.access import parts, require
+from mimamori.hub.pages.access import parts, require
 
 bp = Blueprint("ingest", __name__)
 

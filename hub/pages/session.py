@@ -30,7 +30,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 
-from hub.pages.access import audit, parts, require
+from mimamori.hub.pages.access import audit, parts, require
 
 KNOWN_BROWSER_COOKIE = "mimamori_known"
 KNOWN_BROWSER_DAYS = 180

@@ -14,8 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.ridership.trips import StopCount, Trip, clean
-from hub.store import TS, Store, metadata
+from mimamori.hub.ridership.trips import StopCount, Trip, clean
+from mimamori.hub.store import TS, Store, metadata
 
 factors = sa.Table(
     "ridership_vehicle_factors",

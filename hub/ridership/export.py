@@ -26,8 +26,8 @@ import zipfile
 from collections import defaultdict
 from datetime import UTC, datetime
 
-from hub.ridership.report import Filter, Report, build, local_time
-from hub.ridership.trips import Trip
+from mimamori.hub.ridership.report import Filter, Report, build, local_time
+from mimamori.hub.ridership.trips import Trip
 
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 

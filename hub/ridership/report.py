@@ -13,9 +13,9 @@ from datetime import date, datetime
 
 import numpy as np
 
-from hub.clock import zone
-from hub.ridership.od import ipf
-from hub.ridership.trips import Trip
+from mimamori.hub.clock import zone
+from mimamori.hub.ridership.od import ipf
+from mimamori.hub.ridership.trips import Trip
 
 DAY_TYPES = {
     "all": "Every day",

@@ -18,8 +18,8 @@ from flask import (
     url_for,
 )
 
-from hub.pages.access import audit, parts, require
-from hub.ridership import data, export, names, report
+from mimamori.hub.pages.access import audit, parts, require
+from mimamori.hub.ridership import data, export, names, report
 
 #: the service dates the page and the exports accept
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)

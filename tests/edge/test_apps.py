@@ -7,9 +7,9 @@ import inspect
 import subprocess
 import sys
 
-from edge.app import Meter, Telemetry
-from edge.apps import APP_SECTIONS, APPS
-from edge.config import DeviceConfig
+from mimamori.edge.app import Meter, Telemetry
+from mimamori.edge.apps import APP_SECTIONS, APPS
+from mimamori.edge.config import DeviceConfig
 from tests.conftest import ROOT
 
 
@@ -27,7 +27,7 @@ def test_the_service_imports_no_app() -> None:
     code = (
         "import sys, edge.service, edge.cli; "
         "print(sorted(m for m in sys.modules "
-        "if m.startswith(('kiosk', 'edge.wildlife', 'edge.ridership'))))"
+        "if m.startswith(('kiosk', 'mimamori.edge.wildlife', 'mimamori.edge.ridership'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

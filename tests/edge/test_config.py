@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import EXIT_BAD_CONFIG, apply_patch, load_config
-from edge.errors import ConfigError
+from mimamori.edge.config import EXIT_BAD_CONFIG, apply_patch, load_config
+from mimamori.edge.errors import ConfigError
 
 GOOD = """
 [device]
@@ -60,7 +60,7 @@ def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
-    mimamori = [sys.executable, "-m", "edge.cli"]
+    mimamori = [sys.executable, "-m", "mimamori.edge.cli"]
     (tmp_path / "password").write_text("secret\n")  # every file the config names must exist
     ok = subprocess.run(
         [*mimamori, "check-config", str(write(tmp_path, GOOD))], capture_output=True, text=True
@@ -76,7 +76,7 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
 def test_device_run_with_bad_config_exits_78(tmp_path: Path) -> None:
     bad = write(tmp_path, GOOD.replace('id = "field-01"', 'id = "Field 01"'))
     res = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "device", "run", str(bad)],
+        [sys.executable, "-m", "mimamori.edge.cli", "device", "run", str(bad)],
         capture_output=True,
         text=True,
         timeout=30,

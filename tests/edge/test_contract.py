@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge import contract
-from edge.contract import ContractError
+from mimamori.edge import contract
+from mimamori.edge.contract import ContractError
 
 
 def good_event(kind: str = "device.notice") -> dict:

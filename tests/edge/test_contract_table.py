@@ -7,9 +7,9 @@ import json
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge import contract
-from edge.contract import CHANNELS, ContractError, Reason
-from provisioning import broker, guard
+from mimamori.edge import contract
+from mimamori.edge.contract import CHANNELS, ContractError, Reason
+from mimamori.provisioning import broker, guard
 
 NOW = contract.utcnow()
 CALL = "c" * 32

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from edge import contract
-from edge.config import load_config
-from edge.outbox import Outbox
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.edge.config import load_config
+from mimamori.edge.outbox import Outbox
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import FAST_LINK, add_device, sqlite_integrity_ok
 from tests.mqtt_probe import Probe, wait_until
 
@@ -32,7 +32,7 @@ class DeviceProcess:
 
     def start(self) -> DeviceProcess:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "device", "run", str(self.cfg)],
+            [sys.executable, "-m", "mimamori.edge.cli", "device", "run", str(self.cfg)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.drain import Drain
+from mimamori.edge.drain import Drain
 
 
 def test_acks_of_the_current_session_only_delete_rows() -> None:

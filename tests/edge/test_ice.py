@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import DeviceConfig, apply_patch, load_config, remote_view
-from edge.errors import ConfigError
-from hub.config import load_hub_config
-from hub.errors import HubConfigError
+from mimamori.edge.config import DeviceConfig, apply_patch, load_config, remote_view
+from mimamori.edge.errors import ConfigError
+from mimamori.hub.config import load_hub_config
+from mimamori.hub.errors import HubConfigError
 
 KIOSK = """
 [device]

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from edge import contract
-from edge.config import load_config
-from edge.service import Service
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.edge.config import load_config
+from mimamori.edge.service import Service
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device
 from tests.mqtt_probe import Probe, wait_until
 from tests.running import RunningService
@@ -148,7 +148,7 @@ def test_commands_reply_with_correlation_data(service: Service, hub_probe: Probe
 def test_model_update_job_over_mqtt(service: Service, hub_probe: Probe, fleet: Fleet) -> None:
     import base64
 
-    from provisioning.signing import sign_model
+    from mimamori.provisioning.signing import sign_model
     from tests.edge.test_updates import tiny_model
 
     def statuses(job_id: str) -> list[str]:
@@ -179,7 +179,7 @@ def test_model_update_job_over_mqtt(service: Service, hub_probe: Probe, fleet: F
 def test_backoff_grows_exponentially_with_jitter_from_the_first_retry_and_caps() -> None:
     import random
 
-    from edge.transport import backoff_delay
+    from mimamori.edge.transport import backoff_delay
 
     rng = random.Random(7)
     for attempt in range(12):

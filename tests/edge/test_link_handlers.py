@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from edge import contract
-from edge.config import DeviceConfig
-from edge.link import Link
-from edge.outbox import Outbox
-from edge.transport_fake import FakeBroker, FakeTransport
+from mimamori.edge import contract
+from mimamori.edge.config import DeviceConfig
+from mimamori.edge.link import Link
+from mimamori.edge.outbox import Outbox
+from mimamori.edge.transport_fake import FakeBroker, FakeTransport
 from tests.mqtt_probe import wait_until
 
 DEV = "field-01"

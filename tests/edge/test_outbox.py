@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.contract import ContractError, Priority
-from edge.outbox import Outbox
+from mimamori.edge.contract import ContractError, Priority
+from mimamori.edge.outbox import Outbox
 from tests.conftest import sqlite_integrity_ok
 
 

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from edge import contract
-from edge.contract import Priority
-from edge.outbox_rules import (
+from mimamori.edge import contract
+from mimamori.edge.contract import Priority
+from mimamori.edge.outbox_rules import (
     MAX_HELD,
     ROW_OVERHEAD,
     cut,

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from edge import preflight
-from edge.config import EXIT_BAD_CONFIG, load_config
-from edge.errors import ConfigError
-from provisioning.fleet import Fleet
-from provisioning.pki import Authority
+from mimamori.edge import preflight
+from mimamori.edge.config import EXIT_BAD_CONFIG, load_config
+from mimamori.edge.errors import ConfigError
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.pki import Authority
 from tests.conftest import free_ports
 
-MIMAMORI = [sys.executable, "-m", "edge.cli"]
+MIMAMORI = [sys.executable, "-m", "mimamori.edge.cli"]
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from edge import contract
-from edge.app import App, Emitter
-from edge.apps import create_app
-from edge.config import DeviceConfig, load_config
-from edge.ridership.app import RidershipApp
-from edge.service import Service
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.edge.app import App, Emitter
+from mimamori.edge.apps import create_app
+from mimamori.edge.config import DeviceConfig, load_config
+from mimamori.edge.ridership.app import RidershipApp
+from mimamori.edge.service import Service
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA, add_device
 from tests.mqtt_probe import Probe, wait_until
 from tests.running import RunningService

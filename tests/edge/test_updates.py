@@ -12,9 +12,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from edge import contract
-from edge.updates import ModelStore, UpdateRejected, load_public_key, run_job, verify
-from provisioning.signing import create_key, sign_model
+from mimamori.edge import contract
+from mimamori.edge.updates import ModelStore, UpdateRejected, load_public_key, run_job, verify
+from mimamori.provisioning.signing import create_key, sign_model
 
 
 def tiny_model(scale: float) -> bytes:

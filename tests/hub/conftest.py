@@ -20,12 +20,12 @@ import sqlalchemy as sa
 import tomli_w
 from flask.testing import FlaskClient
 
-from edge import contract
-from hub.alerts.tables import troops
-from hub.auth import Accounts
-from hub.cli import Hub
-from hub.store import Message, Store
-from provisioning.fleet import Fleet
+from mimamori.edge import contract
+from mimamori.hub.alerts.tables import troops
+from mimamori.hub.auth import Accounts
+from mimamori.hub.cli import Hub
+from mimamori.hub.store import Message, Store
+from mimamori.provisioning.fleet import Fleet
 from tests.conftest import free_port
 
 PASSWORD = "correct horse battery"

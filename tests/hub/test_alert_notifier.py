@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from edge import contract
-from hub.alerts import Alerts
-from hub.alerts.notify import AppriseNotifier
-from hub.store import Store
+from mimamori.edge import contract
+from mimamori.hub.alerts import Alerts
+from mimamori.hub.alerts.notify import AppriseNotifier
+from mimamori.hub.store import Store
 from tests.conftest import free_port
 from tests.security.test_alert_attacks import JPEG as SNAPSHOT
 from tests.security.test_alert_attacks import Webhook, incursion

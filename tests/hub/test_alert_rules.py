@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hub.alerts import rules, text
-from hub.alerts.timeline import visits_by_day
+from mimamori.hub.alerts import rules, text
+from mimamori.hub.alerts.timeline import visits_by_day
 
 T0 = datetime(2026, 6, 1, 5, 2, tzinfo=UTC)  # 14:02 in Japan
 

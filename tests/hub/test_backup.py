@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
-from hub import migrations
-from hub.auth import Accounts
-from hub.backup import row_counts
-from hub.cli import build
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge.cli import main
+from mimamori.hub import migrations
+from mimamori.hub.auth import Accounts
+from mimamori.hub.backup import row_counts
+from mimamori.hub.cli import build
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.hub.conftest import PASSWORD, event, hub_config, seed
 
 
@@ -56,7 +56,7 @@ def test_backup_of_a_running_hub_restores_into_a_fresh_one(
         writer = threading.Thread(target=keep_writing)
         writer.start()
         try:
-            out = tmp_path / "hub.backup"
+            out = tmp_path / "mimamori.hub.backup"
             assert main(["hub", "backup", "--config", str(live_config), str(out)]) == 0
         finally:
             stop.set()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.alerts.camera_map import HEIGHT, MARGIN, WIDTH, draw, round_metres
-from hub.roster import Roster
+from mimamori.hub.alerts.camera_map import HEIGHT, MARGIN, WIDTH, draw, round_metres
+from mimamori.hub.roster import Roster
 
 
 def px_per_metre(m: object) -> float:

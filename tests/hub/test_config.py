@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.config import load_hub_config
-from hub.errors import HubConfigError
+from mimamori.hub.config import load_hub_config
+from mimamori.hub.errors import HubConfigError
 
 
 def test_each_problem_names_the_file_and_the_field(tmp_path: Path) -> None:

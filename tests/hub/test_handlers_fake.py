@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
-from edge import contract
-from edge.contract import Reason
-from edge.transport_fake import FakeBroker, FakeTransport
-from hub.config import HubConfig
-from hub.counter.calls import CallBook
-from hub.counter.relay import Relay
-from hub.ingest import Ingest
-from hub.roster import Roster
-from hub.store import Store
+from mimamori.edge import contract
+from mimamori.edge.contract import Reason
+from mimamori.edge.transport_fake import FakeBroker, FakeTransport
+from mimamori.hub.config import HubConfig
+from mimamori.hub.counter.calls import CallBook
+from mimamori.hub.counter.relay import Relay
+from mimamori.hub.ingest import Ingest
+from mimamori.hub.roster import Roster
+from mimamori.hub.store import Store
 from tests.mqtt_probe import wait_until
 
 CALL = "c" * 32

@@ -8,10 +8,10 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge import contract
-from hub.cli import Hub, build
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.hub.cli import Hub, build
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import device_identity, hub_identity, hub_port, stored_events
 from tests.mqtt_probe import client, wait_until
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from hub.auth import Accounts, AuthError, Throttle, sessions
-from hub.cli import Hub
-from hub.pages.session import local_next
-from provisioning.fleet import Fleet
+from mimamori.hub.auth import Accounts, AuthError, Throttle, sessions
+from mimamori.hub.cli import Hub
+from mimamori.hub.pages.session import local_next
+from mimamori.provisioning.fleet import Fleet
 from tests.hub.conftest import PASSWORD, Staff, staff_client
 
 
@@ -213,7 +213,7 @@ def test_passwords_are_hashed_and_checked(hub: Hub) -> None:
     with pytest.raises(AuthError, match="role 'boss'"):
         accounts.add("kato", PASSWORD, "boss")
     accounts.add("kato", PASSWORD, "transit")
-    from hub.auth import users
+    from mimamori.hub.auth import users
 
     with hub.store.engine.connect() as c:
         stored = c.execute(sa.select(users.c.password_hash)).scalar_one()
@@ -228,7 +228,7 @@ def test_add_user_cli(fleet: Fleet, tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "edge.cli",
+        "mimamori.edge.cli",
         "hub",
         "add-user",
         "ito",
@@ -242,8 +242,8 @@ def test_add_user_cli(fleet: Fleet, tmp_path: Path) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "staff account ito (counter) saved" in res.stdout
-    from hub.config import load_hub_config
-    from hub.store import Store
+    from mimamori.hub.config import load_hub_config
+    from mimamori.hub.store import Store
 
     store = Store(load_hub_config(fleet.hub_config).store.url).create()
     assert Accounts(store).check("ito", PASSWORD) == "counter"

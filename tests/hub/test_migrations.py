@@ -12,13 +12,13 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from edge.cli import main
-from hub import migrations
-from hub.alerts.tables import troops
-from hub.auth import Accounts
-from hub.config import EXIT_BAD_CONFIG
-from hub.store import Store
-from provisioning.fleet import Fleet
+from mimamori.edge.cli import main
+from mimamori.hub import migrations
+from mimamori.hub.alerts.tables import troops
+from mimamori.hub.auth import Accounts
+from mimamori.hub.config import EXIT_BAD_CONFIG
+from mimamori.hub.store import Store
+from mimamori.provisioning.fleet import Fleet
 from tests.hub.conftest import PASSWORD, hub_config, seed
 
 

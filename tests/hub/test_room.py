@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from edge import contract
-from edge.contract import Reason
-from hub.counter.room import (
+from mimamori.edge import contract
+from mimamori.edge.contract import Reason
+from mimamori.hub.counter.room import (
     REFUSALS_AUDITED_PER_HOUR,
     Command,
     CounterError,

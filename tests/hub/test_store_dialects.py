@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge import contract
-from hub.store import Message, Store
+from mimamori.edge import contract
+from mimamori.hub.store import Message, Store
 from tests.conftest import stored_events
 
 

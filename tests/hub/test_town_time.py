@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hub import clock
-from hub.cli import build
-from hub.config import load_hub_config
-from hub.errors import HubConfigError
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.hub import clock
+from mimamori.hub.cli import build
+from mimamori.hub.config import load_hub_config
+from mimamori.hub.errors import HubConfigError
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.hub.conftest import staff_client
 
 

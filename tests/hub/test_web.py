@@ -6,12 +6,12 @@ import re
 
 import pytest
 
-from edge import contract
-from edge.service import Service
-from hub.cli import Hub
-from hub.clock import ago
-from hub.pages.commands import parse_desired
-from provisioning.fleet import Fleet
+from mimamori.edge import contract
+from mimamori.edge.service import Service
+from mimamori.hub.cli import Hub
+from mimamori.hub.clock import ago
+from mimamori.hub.pages.commands import parse_desired
+from mimamori.provisioning.fleet import Fleet
 from tests.conftest import add_device
 from tests.hub.conftest import Staff
 from tests.mqtt_probe import wait_until
@@ -97,7 +97,7 @@ def test_parse_desired_and_ago() -> None:
 def test_times_show_the_towns_clock_with_how_long_ago() -> None:
     from datetime import UTC, datetime
 
-    from hub.clock import duration, when
+    from mimamori.hub.clock import duration, when
 
     now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)  # 18:00 in Tokyo
     today = str(when(datetime(2026, 12, 2, 5, 3, tzinfo=UTC), now))
@@ -118,7 +118,7 @@ def test_audit_page_shows_local_times(hub: Hub, admin: Staff) -> None:
 
 
 def test_events_read_as_sentences() -> None:
-    from hub.events import sentence
+    from mimamori.hub.events import sentence
 
     visit = {
         "vehicle": "3号車",

@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from edge.app import Emitter
-from edge.config import load_config
-from edge.service import Service
-from hub.auth import Accounts
-from hub.cli import Hub, build
-from kiosk.app import KioskApp
-from kiosk.screen import Screen
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge.app import Emitter
+from mimamori.edge.config import load_config
+from mimamori.edge.service import Service
+from mimamori.hub.auth import Accounts
+from mimamori.hub.cli import Hub, build
+from mimamori.kiosk.app import KioskApp
+from mimamori.kiosk.screen import Screen
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA, add_device, free_port
 from tests.mqtt_probe import wait_until
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from edge import contract
-from hub.auth import Accounts
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.hub.auth import Accounts
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import hub_identity, hub_port
 from tests.kiosk.conftest import PASSWORD, Kiosk, staff_account, web_url
 from tests.mqtt_probe import Probe, wait_until

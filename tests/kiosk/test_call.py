@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from edge import contract
-from edge.camera import Frame
-from kiosk.call import Call, CallError, CallMachine, Hours
-from kiosk.views import View
+from mimamori.edge import contract
+from mimamori.edge.camera import Frame
+from mimamori.kiosk.call import Call, CallError, CallMachine, Hours
+from mimamori.kiosk.views import View
 from tests.mqtt_probe import wait_until
 
 JST = ZoneInfo("Asia/Tokyo")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from bench.kiosk_desks import SETS, corner_error, desk_set, iou, render
-from edge.cli import main
-from kiosk.document import locate, rectify
+from mimamori.edge.cli import main
+from mimamori.kiosk.document import locate, rectify
 from tests.conftest import MEDIA
 
 needs_media = pytest.mark.skipif(

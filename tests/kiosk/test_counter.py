@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 from gpiozero.pins.mock import MockFactory
 
-from hub.auth import Accounts
-from hub.cli import Hub
-from hub.counter.relay import CounterError
-from kiosk.document import rectify
-from provisioning.fleet import Fleet
+from mimamori.hub.auth import Accounts
+from mimamori.hub.cli import Hub
+from mimamori.hub.counter.relay import CounterError
+from mimamori.kiosk.document import rectify
+from mimamori.provisioning.fleet import Fleet
 from tests.hub.conftest import staff_client
 from tests.kiosk.conftest import (
     BUTTON,

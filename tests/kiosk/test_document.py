@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk.document import A4_RATIO, TARGET_DPI, find_page, rectify
+from mimamori.kiosk.document import A4_RATIO, TARGET_DPI, find_page, rectify
 from tests.conftest import MEDIA
 
 SUDOKU = MEDIA / "opencv" / "sudoku.png"

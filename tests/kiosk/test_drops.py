@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from hub.cli import Hub, build
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.hub.cli import Hub, build
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device
 from tests.edge.test_device_process import DeviceProcess
 from tests.kiosk.conftest import LIGHT, idle_at_hub, kiosk_section, ringing_call, start_kiosk

@@ -10,11 +10,11 @@ import requests
 from playwright.sync_api import Browser
 
 from bench.kiosk_desks import _content, render
-from hub.auth import Accounts
-from hub.cli import Hub
-from hub.counter.relay import CounterError
-from kiosk.document import find_page
-from kiosk.pointer import COLOUR, UNIT, Mark, draw, pin, where
+from mimamori.hub.auth import Accounts
+from mimamori.hub.cli import Hub
+from mimamori.hub.counter.relay import CounterError
+from mimamori.kiosk.document import find_page
+from mimamori.kiosk.pointer import COLOUR, UNIT, Mark, draw, pin, where
 from tests.conftest import MEDIA
 from tests.kiosk.conftest import Kiosk, staff_account
 from tests.kiosk.test_browser import chromium, staff_page, view_ts  # noqa: F401 (fixture)

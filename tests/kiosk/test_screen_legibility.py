@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
-from hub.cli import Hub
+from mimamori.hub.cli import Hub
 from tests.kiosk.conftest import Kiosk, ringing_call, staff_account
 from tests.kiosk.test_browser import chromium  # noqa: F401 (the fixture)
 from tests.mqtt_probe import wait_until

@@ -30,9 +30,9 @@ import tomli_w
 from gpiozero.pins.mock import MockFactory
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from hub.cli import Hub, build
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.hub.cli import Hub, build
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import free_port
 from tests.kiosk.conftest import idle_at_hub, staff_account, start_kiosk
 from tests.kiosk.test_browser import CHROMIUM, FAKE_MEDIA, staff_page

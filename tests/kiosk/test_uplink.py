@@ -9,10 +9,10 @@ import time
 
 from playwright.sync_api import Browser
 
-from edge import contract
-from hub.cli import Hub
-from kiosk.uplink import Uplink
-from kiosk.views import View
+from mimamori.edge import contract
+from mimamori.hub.cli import Hub
+from mimamori.kiosk.uplink import Uplink
+from mimamori.kiosk.views import View
 from tests.kiosk.conftest import Kiosk, ringing_call, staff_account
 from tests.kiosk.test_browser import chromium, staff_page  # noqa: F401 (the fixture)
 from tests.kiosk.test_call import Clock, Still

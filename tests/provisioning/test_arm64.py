@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from provisioning import arm64_check, wheelhouse
+from mimamori.provisioning import arm64_check, wheelhouse
 
 
 def _wheel(folder: Path, name: str) -> Path:
@@ -77,7 +77,7 @@ def test_installs_and_scans_on_arm64_under_qemu() -> None:
     assert lines[1] == "/opt/check/device/device.toml: ok (device field-01, role wildlife)"
     # the emulated aarch64 onnxruntime scores the image as this machine's does
     here = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "wildlife", "scan", str(image)],
+        [sys.executable, "-m", "mimamori.edge.cli", "wildlife", "scan", str(image)],
         capture_output=True,
         text=True,
         check=True,

@@ -20,11 +20,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge import contract
-from edge.cli import main
-from provisioning.bridge import PREFIX, Prefecture, render_bridge, topic_lines
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.edge.cli import main
+from mimamori.provisioning.bridge import PREFIX, Prefecture, render_bridge, topic_lines
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device, device_identity, free_port
 from tests.mqtt_probe import Identity, client, wait_until
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge import contract
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
-from provisioning.pki import Authority
+from mimamori.edge import contract
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
+from mimamori.provisioning.pki import Authority
 from tests.conftest import can_connect, device_identity, hub_identity, hub_port
 from tests.mqtt_probe import Identity, Probe, client, wait_until
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioning import image
-from provisioning import wheelhouse as wheelhouse_mod
-from provisioning.fleet import Fleet
+from mimamori.provisioning import image
+from mimamori.provisioning import wheelhouse as wheelhouse_mod
+from mimamori.provisioning.fleet import Fleet
 
 MB = 1024 * 1024
 pytestmark = pytest.mark.skipif(
@@ -188,7 +188,15 @@ def test_cli_writes_into_image_and_refuses_non_images(
 ) -> None:
     img, _, _ = pi_image
     fleet.add_device("field-08", "wildlife")
-    cli = [sys.executable, "-m", "edge.cli", "provision", "image", "--fleet", str(fleet.root)]
+    cli = [
+        sys.executable,
+        "-m",
+        "mimamori.edge.cli",
+        "provision",
+        "image",
+        "--fleet",
+        str(fleet.root),
+    ]
     cli += ["--wheelhouse", str(wheelhouse)]
     ok = subprocess.run(
         [*cli, "--device", "field-08", "--image", str(img), "--package", str(wheel)],

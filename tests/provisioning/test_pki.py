@@ -6,7 +6,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from provisioning.pki import Authority, serial_of
+from mimamori.provisioning.pki import Authority, serial_of
 
 
 def test_device_and_server_certificates_chain_to_the_ca(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from edge.config import DeviceConfig, load_config
-from edge.contract import Priority
-from edge.service import Service
-from provisioning.fleet import Fleet
+from mimamori.edge.config import DeviceConfig, load_config
+from mimamori.edge.contract import Priority
+from mimamori.edge.service import Service
+from mimamori.provisioning.fleet import Fleet
 from tests.conftest import ROOT, add_device
 from tests.running import RunningService
 

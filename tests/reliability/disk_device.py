@@ -16,8 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from edge.config import load_config
-from edge.service import Service
+from mimamori.edge.config import load_config
+from mimamori.edge.service import Service
 from tests.reliability.conftest import record_hours, rss_mb
 
 

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from edge.config import load_config
-from edge.service import Service
+from mimamori.edge.config import load_config
+from mimamori.edge.service import Service
 
 
 def main() -> int:

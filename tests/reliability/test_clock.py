@@ -18,13 +18,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from edge import contract
-from edge.contract import Priority
-from edge.service import Service
-from hub.alerts.tables import sightings, troops
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.edge.contract import Priority
+from mimamori.edge.service import Service
+from mimamori.hub.alerts.tables import sightings, troops
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import stored_events
 from tests.mqtt_probe import wait_until
 from tests.reliability.conftest import RunningService, device_config, report
@@ -127,7 +127,7 @@ def test_a_clock_before_the_certificates_validity_is_named_as_the_cause(
     good_key = (fleet.root / "broker" / "server.key").read_bytes()
     future_server_cert(fleet)  # as a device whose clock is three days behind would see it
     broker.restart()
-    caplog.set_level(logging.ERROR, logger="edge.link")
+    caplog.set_level(logging.ERROR, logger="mimamori.edge.link")
     with RunningService(device_config(fleet, "field-01")) as svc:
         wait_until(lambda: "by this device's clock" in caplog.text, 15, "a clear clock error")
         assert not svc.link.connected, "connected despite an invalid certificate"

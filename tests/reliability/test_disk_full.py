@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device
 from tests.mqtt_probe import wait_until
 from tests.reliability.conftest import DeviceScript, report

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import random
 
-from edge import contract
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.mqtt_probe import Probe, wait_until
 from tests.reliability.conftest import RunningService, device_config, report
 

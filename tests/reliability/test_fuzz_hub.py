@@ -8,10 +8,10 @@ import random
 import uuid
 from collections import Counter
 
-from edge import contract
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import hub_identity, hub_port
 from tests.mqtt_probe import client, wait_until
 from tests.reliability.conftest import report, scale

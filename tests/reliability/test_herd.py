@@ -8,8 +8,8 @@ import sys
 import time
 from collections import Counter
 
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import ROOT
 from tests.reliability.conftest import report, scale
 

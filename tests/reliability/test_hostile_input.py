@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from edge import contract
-from edge.config import parse_config
-from edge.errors import ConfigError
-from edge.ridership.gps import NmeaParser
-from edge.ridership.gtfs import GtfsError, load_feed
-from edge.ridership.sim import write_feed
+from mimamori.edge import contract
+from mimamori.edge.config import parse_config
+from mimamori.edge.errors import ConfigError
+from mimamori.edge.ridership.gps import NmeaParser
+from mimamori.edge.ridership.gtfs import GtfsError, load_feed
+from mimamori.edge.ridership.sim import write_feed
 from tests.edge.test_contract import JSONISH
 
 TEXT = st.text(max_size=120)

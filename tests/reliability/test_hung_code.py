@@ -12,16 +12,16 @@ from typing import Any
 import cv2
 import pytest
 
-from edge.app import Emitter
-from edge.camera import CameraError, Frame
-from edge.config import DeviceConfig
-from edge.service import Service
-from edge.vision.manifest import DEFAULT_MODEL, load_manifest
-from edge.vision.onnx import OnnxModel
-from edge.wildlife.app import WildlifeApp
-from edge.wildlife.incursion import Rules
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge.app import Emitter
+from mimamori.edge.camera import CameraError, Frame
+from mimamori.edge.config import DeviceConfig
+from mimamori.edge.service import Service
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest
+from mimamori.edge.vision.onnx import OnnxModel
+from mimamori.edge.wildlife.app import WildlifeApp
+from mimamori.edge.wildlife.incursion import Rules
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA
 from tests.mqtt_probe import wait_until
 from tests.reliability.conftest import device_config, report

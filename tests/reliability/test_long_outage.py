@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device, stored_events
 from tests.mqtt_probe import wait_until
 from tests.reliability.conftest import DeviceScript, report

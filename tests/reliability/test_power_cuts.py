@@ -7,9 +7,9 @@ import statistics
 import time
 from pathlib import Path
 
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device, sqlite_integrity_ok, stored_events
 from tests.edge.test_device_process import DeviceProcess
 from tests.mqtt_probe import wait_until

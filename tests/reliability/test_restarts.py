@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from hub.cli import Hub, build
-from kiosk.app import KioskApp
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.hub.cli import Hub, build
+from mimamori.kiosk.app import KioskApp
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA, free_port
 from tests.mqtt_probe import wait_until
 from tests.reliability.conftest import RunningService, device_config, report, scale

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from edge.contract import Priority
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge.contract import Priority
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import stored_events
 from tests.mqtt_probe import wait_until
 from tests.reliability.badlink import BadLink

@@ -17,7 +17,7 @@ from datetime import timedelta
 import cv2
 import numpy as np
 
-from edge.camera import Frame
+from mimamori.edge.camera import Frame
 from tests.ridership.scenes import T0
 
 W, H = 320, 240

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import cv2
 import numpy as np
 
-from edge.camera import Frame
+from mimamori.edge.camera import Frame
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

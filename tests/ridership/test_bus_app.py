@@ -8,15 +8,15 @@ from typing import Any
 
 from gpiozero.pins.mock import MockFactory
 
-from edge import contract
-from edge.camera import Frame
-from edge.ridership.app import Door, RidershipApp
-from edge.ridership.count import DoorCounter
-from edge.ridership.door import GpioDoor
-from edge.ridership.gps import Fix, Gps
-from edge.ridership.gtfs import load_feed
-from edge.ridership.sim import nmea, write_feed
-from edge.ridership.stops import StopMatcher
+from mimamori.edge import contract
+from mimamori.edge.camera import Frame
+from mimamori.edge.ridership.app import Door, RidershipApp
+from mimamori.edge.ridership.count import DoorCounter
+from mimamori.edge.ridership.door import GpioDoor
+from mimamori.edge.ridership.gps import Fix, Gps
+from mimamori.edge.ridership.gtfs import load_feed
+from mimamori.edge.ridership.sim import nmea, write_feed
+from mimamori.edge.ridership.stops import StopMatcher
 from tests.ridership.scenes import pad, render, walk
 
 LINE = (40.0, 120.0, 280.0, 120.0)

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import Outbox
-from edge.ridership.gps import Fix
-from edge.ridership.gtfs import load_feed
-from edge.ridership.sim import nmea, write_feed
-from hub.auth import Accounts
-from hub.cli import Hub
-from hub.ridership import data
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge.outbox import Outbox
+from mimamori.edge.ridership.gps import Fix
+from mimamori.edge.ridership.gtfs import load_feed
+from mimamori.edge.ridership.sim import nmea, write_feed
+from mimamori.hub.auth import Accounts
+from mimamori.hub.cli import Hub
+from mimamori.hub.ridership import data
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA, add_device
 from tests.hub.conftest import staff_client
 from tests.mqtt_probe import wait_until

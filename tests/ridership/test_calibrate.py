@@ -9,10 +9,10 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge.cli import main
-from edge.config import DoorSection
-from edge.ridership import accuracy
-from edge.ridership.calibrate import calibrate, config_block, default_trial
+from mimamori.edge.cli import main
+from mimamori.edge.config import DoorSection
+from mimamori.edge.ridership import accuracy
+from mimamori.edge.ridership.calibrate import calibrate, config_block, default_trial
 from tests.ridership.scenes import pad, render, walk
 
 

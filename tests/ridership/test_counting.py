@@ -8,11 +8,11 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge.camera import Frame
-from edge.cli import main
-from edge.ridership import accuracy
-from edge.ridership.count import DoorCounter, count_video
-from edge.ridership.line import parse_line
+from mimamori.edge.camera import Frame
+from mimamori.edge.cli import main
+from mimamori.edge.ridership import accuracy
+from mimamori.edge.ridership.count import DoorCounter, count_video
+from mimamori.edge.ridership.line import parse_line
 from tests.ridership.scenes import pad, render, walk
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from edge.camera.files import FileSource
-from edge.ridership.count import DoorCounter, count_video
-from edge.ridership.door import ScheduleDoor
-from edge.ridership.sim import plan_doors
-from provisioning.demo import BUS_LINE, BUS_STOP_S, VTEST
+from mimamori.edge.camera.files import FileSource
+from mimamori.edge.ridership.count import DoorCounter, count_video
+from mimamori.edge.ridership.door import ScheduleDoor
+from mimamori.edge.ridership.sim import plan_doors
+from mimamori.provisioning.demo import BUS_LINE, BUS_STOP_S, VTEST
 
 STOPS = 24  # two trips of twelve stops
 

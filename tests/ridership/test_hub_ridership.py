@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import tomli_w
 
-from edge import contract
-from hub.cli import build
-from hub.clock import zone
-from hub.ridership import data, export, names, report
-from hub.ridership.od import ipf
-from hub.ridership.trips import StopCount, Trip, clean
-from hub.store import Message, Store
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.hub.cli import build
+from mimamori.hub.clock import zone
+from mimamori.hub.ridership import data, export, names, report
+from mimamori.hub.ridership.od import ipf
+from mimamori.hub.ridership.trips import StopCount, Trip, clean
+from mimamori.hub.store import Message, Store
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.hub.conftest import staff_client
 
 DAY = date(2026, 11, 25)  # a Wednesday

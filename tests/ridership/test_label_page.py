@@ -9,8 +9,8 @@ import cv2
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from edge.ridership import accuracy
-from hub.cli import Hub
+from mimamori.edge.ridership import accuracy
+from mimamori.hub.cli import Hub
 from tests.hub.conftest import staff_client
 from tests.kiosk.conftest import PASSWORD, web_hub, web_url  # noqa: F401
 from tests.kiosk.test_browser import CHROMIUM

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.ridership.count import DoorCounter
-from edge.vision.blobs import BlobDetector, BlobSettings
+from mimamori.edge.ridership.count import DoorCounter
+from mimamori.edge.vision.blobs import BlobDetector, BlobSettings
 from tests.ridership.overhead import Person, light_step, render, shadow_sweep, sun_patch
 from tests.ridership.scenes import pad, walk
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import pytest
 
-from edge.ridership import accuracy
-from edge.ridership.count import count_lines, make_detector
-from edge.vision.blobs import BlobDetector
-from edge.vision.persons import PERSON_THRESHOLD, GatedPersonDetector
-from edge.vision.yolox import YoloxDetector
+from mimamori.edge.ridership import accuracy
+from mimamori.edge.ridership.count import count_lines, make_detector
+from mimamori.edge.vision.blobs import BlobDetector
+from mimamori.edge.vision.persons import PERSON_THRESHOLD, GatedPersonDetector
+from mimamori.edge.vision.yolox import YoloxDetector
 from tests.ridership.scenes import pad, render, walk
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from edge.ridership.gps import Fix, Gps, NmeaParser, replay_lines
-from edge.ridership.gtfs import GtfsError, load_feed
-from edge.ridership.sim import drive, nmea, write_feed
-from edge.ridership.stops import StopMatcher
+from mimamori.edge.ridership.gps import Fix, Gps, NmeaParser, replay_lines
+from mimamori.edge.ridership.gtfs import GtfsError, load_feed
+from mimamori.edge.ridership.sim import drive, nmea, write_feed
+from mimamori.edge.ridership.stops import StopMatcher
 
 # A street running east. Outbound stops (north side) and inbound stops (south side) face each
 # other 15 m apart across the road.

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.vision.manifest import ModelError, load_manifest
-from edge.vision.onnx import OnnxModel
-from edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
+from mimamori.edge.vision.manifest import ModelError, load_manifest
+from mimamori.edge.vision.onnx import OnnxModel
+from mimamori.edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
 
 ROOT = Path(__file__).resolve().parents[2]
 VTEST = ROOT.parent / "shared" / "media" / "opencv" / "vtest.avi"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from edge import contract
-from hub.alerts import Alerts
-from hub.alerts.rules import MAX_TROOP_SPAN
-from hub.store import Message, Store
+from mimamori.edge import contract
+from mimamori.hub.alerts import Alerts
+from mimamori.hub.alerts.rules import MAX_TROOP_SPAN
+from mimamori.hub.store import Message, Store
 from tests.conftest import free_port
 from tests.mqtt_probe import wait_until
 

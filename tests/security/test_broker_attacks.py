@@ -16,10 +16,10 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge import contract
-from hub.cli import Hub, build
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.hub.cli import Hub, build
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import device_identity, hub_identity, hub_port
 from tests.mqtt_probe import Identity, wait_until
 
@@ -300,7 +300,7 @@ def test_a_last_will_cannot_leave_retained_messages(
 def test_a_device_over_its_byte_budget_is_refused_and_others_are_not(
     hub_away: Fleet, broker: MosquittoProcess
 ) -> None:
-    from provisioning.guard import BURST_BYTES
+    from mimamori.provisioning.guard import BURST_BYTES
 
     fleet = hub_away
     c, _ = session(device_identity(fleet, ATTACKER), broker.port)

@@ -23,11 +23,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from playwright.sync_api import Browser, Page
 
-from edge import contract
-from hub.auth import Accounts
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.hub.auth import Accounts
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device, device_identity, hub_identity, hub_port
 from tests.kiosk.conftest import staff_account
 from tests.kiosk.conftest import web_hub as web_hub  # noqa: F401  (fixture)

@@ -42,8 +42,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from provisioning import image, wheelhouse
-from provisioning.fleet import Fleet
+from mimamori.provisioning import image, wheelhouse
+from mimamori.provisioning.fleet import Fleet
 from tests.provisioning.test_image import make_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +67,7 @@ def provision(fleet: Fleet, img: Path, *extra: str) -> subprocess.CompletedProce
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "mimamori.edge.cli",
             "provision",
             "image",
             "--fleet",

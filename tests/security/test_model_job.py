@@ -27,12 +27,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge import contract
-from edge.config import load_config
-from edge.updates import ModelStore, load_public_key, run_job
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
-from provisioning.signing import sign_model
+from mimamori.edge import contract
+from mimamori.edge.config import load_config
+from mimamori.edge.updates import ModelStore, load_public_key, run_job
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
+from mimamori.provisioning.signing import sign_model
 from tests.conftest import add_device, free_port
 from tests.edge.test_updates import tiny_model
 from tests.mqtt_probe import Probe, wait_until
@@ -126,7 +126,7 @@ class Device:
         self.cfg = load_config(cfg)
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge.cli", "device", "run", str(cfg)],
+            [sys.executable, "-m", "mimamori.edge.cli", "device", "run", str(cfg)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

@@ -13,9 +13,9 @@ import pytest
 from playwright.sync_api import Browser as Chromium
 from playwright.sync_api import ConsoleMessage, Page, sync_playwright
 
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.kiosk.conftest import web_hub  # noqa: F401  (the hub with its pages served)
 from tests.mqtt_probe import wait_until
 from tests.security.test_web_ridership import visit

@@ -8,7 +8,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
-from hub.cli import Hub
+from mimamori.hub.cli import Hub
 from tests.kiosk.conftest import web_hub  # noqa: F401  (the hub with its pages served)
 from tests.security.web_helpers import Browser, audit_actions, signed_in, staff
 

@@ -13,11 +13,11 @@ from urllib.parse import quote
 
 import pytest
 
-from edge import contract
-from hub.cli import Hub
-from hub.clock import zone
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.hub.cli import Hub
+from mimamori.hub.clock import zone
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.kiosk.conftest import web_hub  # noqa: F401  (the hub with its pages served)
 from tests.mqtt_probe import wait_until
 from tests.security.web_helpers import Browser, device, signed_in
@@ -92,7 +92,7 @@ def test_exports_carry_no_formula_a_spreadsheet_would_run(web_hub: Hub, evil_bus
 
 
 def test_safe_cell_leaves_numbers_and_plain_text() -> None:
-    from hub.ridership.export import safe_cell
+    from mimamori.hub.ridership.export import safe_cell
 
     assert [safe_cell(v) for v in (5, -3, 1.5, None, "R1", "停留所", "")] == [
         5, -3, 1.5, None, "R1", "停留所", ""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.kiosk.conftest import web_hub  # noqa: F401  (the hub with its pages served)
 from tests.mqtt_probe import wait_until
 from tests.security.web_helpers import JPEG_B64, Browser, device, incursion, signed_in

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hub.cli import Hub
-from provisioning.fleet import Fleet
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
 from tests.kiosk.conftest import web_hub  # noqa: F401  (the hub with its pages served)
 from tests.security.web_helpers import PASSWORD, Browser, signed_in
 
@@ -45,7 +45,7 @@ def test_a_password_change_ends_every_session_of_the_account(
     pw = tmp_path / "pw"
     pw.write_text("a brand new passphrase\n")
     res = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "hub", "add-user", "sato", "--role", "admin",
+        [sys.executable, "-m", "mimamori.edge.cli", "hub", "add-user", "sato", "--role", "admin",
          "--config", str(fleet.hub_config), "--password-file", str(pw)],
         capture_output=True, text=True,
     )  # fmt: skip

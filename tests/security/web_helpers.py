@@ -22,11 +22,11 @@ import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from edge import contract
-from hub.auth import Accounts
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.hub.auth import Accounts
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import device_identity
 from tests.mqtt_probe import client, wait_until
 

@@ -16,11 +16,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from aiosmtpd.controller import Controller
 
-from edge import contract
-from hub.auth import Accounts
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.hub.auth import Accounts
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA, device_identity, free_port
 from tests.mqtt_probe import client, wait_until
 
@@ -190,7 +190,7 @@ def test_escalation_to_the_duty_roster_and_the_line_budget(
 
     import sqlalchemy as sa
 
-    from hub.alerts.tables import deliveries
+    from mimamori.hub.alerts.tables import deliveries
 
     hook_port, posts = webhook
     hub.alerts.retry_delays = ()  # one attempt each: the LINE rows below are counted
@@ -265,7 +265,7 @@ def test_alerts_page_and_per_camera_timeline(hub: Hub, cams: dict[str, mqtt.Clie
 def test_alerts_page_draws_the_cameras_from_provisioning_with_the_troops_highlighted(
     hub: Hub, fleet: Fleet, broker: MosquittoProcess
 ) -> None:
-    from edge.cli import main
+    from mimamori.edge.cli import main
     from tests.hub.conftest import staff_client
 
     ranger = staff_client(hub, "suzuki", "wildlife")
@@ -315,7 +315,7 @@ def test_alerts_page_draws_the_cameras_from_provisioning_with_the_troops_highlig
 
 
 def test_a_device_position_needs_both_coordinates_in_range(fleet: Fleet) -> None:
-    from provisioning.fleet import FleetError
+    from mimamori.provisioning.fleet import FleetError
 
     with pytest.raises(FleetError, match="both --lat and --lon"):
         fleet.add_device("field-01", "wildlife", lat=36.2)

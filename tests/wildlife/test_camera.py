@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.camera import CameraError
-from edge.camera.files import FileSource
-from edge.camera.opencv import OpenCvSource
+from mimamori.edge.camera import CameraError
+from mimamori.edge.camera.files import FileSource
+from mimamori.edge.camera.opencv import OpenCvSource
 from tests.conftest import MEDIA
 
 pytestmark = pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not present")
@@ -56,7 +56,7 @@ def test_missing_or_broken_media_are_camera_errors(tmp_path: Path) -> None:
 
 def test_picamera_adapter_imports_nothing_until_used() -> None:
     sys.modules.pop("picamera2", None)
-    module = importlib.import_module("edge.camera.picam")
+    module = importlib.import_module("mimamori.edge.camera.picam")
     assert "picamera2" not in sys.modules  # safe to import off a Pi
     with pytest.raises(CameraError, match="only on a Raspberry Pi"):
         module.PicameraSource()

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.wildlife.app import is_night
-from edge.wildlife.conditions import CONDITIONS, NIGHT
+from mimamori.edge.wildlife.app import is_night
+from mimamori.edge.wildlife.conditions import CONDITIONS, NIGHT
 from tests.conftest import MEDIA
 
 pytestmark = pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not present")

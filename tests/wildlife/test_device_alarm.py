@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from edge import contract
-from edge.config import load_config
-from edge.vision.manifest import DEFAULT_MODEL, load_manifest
-from hub.cli import Hub
-from provisioning.fleet import Fleet
-from provisioning.mosquitto import MosquittoProcess
+from mimamori.edge import contract
+from mimamori.edge.config import load_config
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest
+from mimamori.hub.cli import Hub
+from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA, add_device
 from tests.hub.conftest import staff_client
 from tests.mqtt_probe import Probe, wait_until
@@ -65,7 +65,7 @@ def test_alarm_held_through_a_coverage_gap_arrives_late_exactly_once(
 def test_bad_model_file_is_reported_and_the_device_stays_up(
     fleet: Fleet, broker: MosquittoProcess, hub: Hub, tmp_path: Path
 ) -> None:
-    from edge.vision.manifest import DEFAULT_MODEL
+    from mimamori.edge.vision.manifest import DEFAULT_MODEL
 
     models = tmp_path / "models"
     models.mkdir()

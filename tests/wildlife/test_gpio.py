@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from gpiozero.pins.mock import MockFactory
 
-from edge.camera import Frame
-from edge.contract import Priority
-from edge.vision.onnx import Finding
-from edge.wildlife.app import WildlifeApp
-from edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
-from edge.wildlife.incursion import Rules
+from mimamori.edge.camera import Frame
+from mimamori.edge.contract import Priority
+from mimamori.edge.vision.onnx import Finding
+from mimamori.edge.wildlife.app import WildlifeApp
+from mimamori.edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
+from mimamori.edge.wildlife.incursion import Rules
 from tests.mqtt_probe import wait_until
 
 

@@ -11,14 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import contract
-from edge.camera.files import FileSource
-from edge.contract import Priority
-from edge.outbox import Outbox
-from edge.vision.manifest import DEFAULT_MODEL, load_manifest
-from edge.vision.onnx import OnnxModel
-from edge.wildlife.app import WildlifeApp, is_night
-from edge.wildlife.incursion import Rules, Tracker
+from mimamori.edge import contract
+from mimamori.edge.camera.files import FileSource
+from mimamori.edge.contract import Priority
+from mimamori.edge.outbox import Outbox
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest
+from mimamori.edge.vision.onnx import OnnxModel
+from mimamori.edge.wildlife.app import WildlifeApp, is_night
+from mimamori.edge.wildlife.incursion import Rules, Tracker
 from tests.conftest import MEDIA
 
 T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
@@ -105,14 +105,14 @@ def test_replayed_field_gives_one_alarm_with_snapshot(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not present")
 def test_ignored_zone_hides_monkeys_and_snapshot_log_is_bounded(tmp_path: Path) -> None:
-    from edge.wildlife.app import SnapshotLog
+    from mimamori.edge.wildlife.app import SnapshotLog
 
     monkey = cv2.imread(str(MEDIA / "monkeys" / "images" / "monkey_21.jpg"))
     model = OnnxModel(load_manifest(DEFAULT_MODEL))
     rules = Rules(threshold=0.7, start_frames=2, window_s=10, quiet_s=1, cooldown_s=0)
 
     def replay(app: WildlifeApp, visit: int = 0) -> list[str | None]:
-        from edge.camera import Frame
+        from mimamori.edge.camera import Frame
 
         frames = [monkey] * 3 + [np.full_like(monkey, 90)] * 3
         start = T0 + timedelta(minutes=visit)

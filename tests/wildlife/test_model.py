@@ -14,9 +14,9 @@ import pytest
 from onnx import TensorProto, helper, save_model
 
 from bench.wildlife_sets import NEGATIVE_SAMPLES
-from edge.vision.manifest import DEFAULT_MODEL, ModelError, load_manifest, sha256_of
-from edge.vision.onnx import OnnxModel
-from edge.wildlife.scan import MediaError, read_image
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, ModelError, load_manifest, sha256_of
+from mimamori.edge.vision.onnx import OnnxModel
+from mimamori.edge.wildlife.scan import MediaError, read_image
 from tests.conftest import MEDIA
 
 pytestmark = pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not present")
@@ -115,7 +115,7 @@ def test_scan_cli_prints_scores_and_precision_recall(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "edge.cli",
+            "mimamori.edge.cli",
             "wildlife",
             "scan",
             *map(str, pick),

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.vision.manifest import DEFAULT_MODEL, load_manifest
-from edge.vision.onnx import OnnxModel
-from edge.wildlife.scan import MediaError, read_image, run_scan, truncated_jpeg
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest
+from mimamori.edge.vision.onnx import OnnxModel
+from mimamori.edge.wildlife.scan import MediaError, read_image, run_scan, truncated_jpeg
 from tests.conftest import MEDIA
 
 pytestmark = pytest.mark.skipif(not MEDIA.is_dir(), reason="../shared/media not present")
@@ -115,7 +115,7 @@ def test_nothing_readable_or_nothing_there_exits_2(
 
 def test_scan_command_exit_status(tmp_path: Path) -> None:
     (tmp_path / "card").mkdir()
-    cmd = [sys.executable, "-m", "edge.cli", "wildlife", "scan", str(tmp_path / "card")]
+    cmd = [sys.executable, "-m", "mimamori.edge.cli", "wildlife", "scan", str(tmp_path / "card")]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "no images or videos under" in res.stderr
     shutil.copy(BABOON, tmp_path / "card" / "a.jpg")

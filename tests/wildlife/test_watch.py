@@ -16,13 +16,13 @@ import pytest
 
 from bench.wildlife_curves import hit
 from bench.wildlife_sets import macaques, small, video_frames
-from edge.camera import Frame
-from edge.contract import Priority
-from edge.vision.manifest import DEFAULT_MODEL, load_manifest
-from edge.vision.onnx import Finding
-from edge.wildlife.app import SNAPSHOT_WIDTH, Shot, SnapshotLog, WildlifeApp, snapshot
-from edge.wildlife.incursion import Rules
-from edge.wildlife.watch import (
+from mimamori.edge.camera import Frame
+from mimamori.edge.contract import Priority
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest
+from mimamori.edge.vision.onnx import Finding
+from mimamori.edge.wildlife.app import SNAPSHOT_WIDTH, Shot, SnapshotLog, WildlifeApp, snapshot
+from mimamori.edge.wildlife.incursion import Rules
+from mimamori.edge.wildlife.watch import (
     NIGHT_THRESHOLD,
     THRESHOLD,
     Classifier,
