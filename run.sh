@@ -4,8 +4,8 @@
 #   ./run.sh test [ARGS]   lint, type checks and the tests (ARGS go to pytest; -m 'soak or browser
 #                          or slow' runs the long suites the default leaves out)
 # Both install what they need first: Debian packages (mosquitto, and gcc with Mosquitto's
-# headers for the broker's guard plugin; postgresql and chromium for the tests), a virtualenv
-# in .venv and the Python dependencies.
+# headers for the broker's guard plugin; postgresql, chromium and coturn for the tests), a
+# virtualenv in .venv and the Python dependencies.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -74,7 +74,8 @@ case "$cmd" in
         apt_install mosquitto:/usr/sbin/mosquitto $BROKER_BUILD mosquitto-clients:mosquitto_pub \
             postgresql:/usr/lib/postgresql systemd:systemd-analyze mtools:mcopy \
             dosfstools:/usr/sbin/mkfs.vfat fdisk:/usr/sbin/sfdisk cloud-init:cloud-init \
-            chromium:/usr/lib/chromium/chromium fonts-noto-cjk:/usr/share/fonts/opentype/noto
+            chromium:/usr/lib/chromium/chromium fonts-noto-cjk:/usr/share/fonts/opentype/noto \
+            coturn:/usr/bin/turnserver
         venv test
         say "ruff"
         .venv/bin/ruff check .

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mimamori.edge import contract
+from mimamori.edge import contract, ice
 from mimamori.edge.camera import is_file_source
 from mimamori.edge.errors import ConfigError
 from mimamori.edge.tomlfile import load_toml, validate
@@ -294,10 +294,10 @@ class KioskSection(Section):
     link_grace_s: float = Field(
         20.0, ge=2, le=600, description="a call survives a link outage this long"
     )
-    ice_servers: list[str] = Field(
+    ice_servers: list[ice.IceServer] = Field(
         default_factory=list,
-        description="the town's own TURN/STUN servers for voice, e.g. "
-        "['turn:turn.city.local:3478'] (never a public one); empty: direct only",
+        description="the town's own TURN/STUN servers for voice (never a public one): URL "
+        "strings, or tables with urls, username, credential; empty: direct only",
     )
     speak: bool = Field(True, description="speak the prompts aloud where the browser can")
 
@@ -354,7 +354,11 @@ def parse_config(data: dict[str, Any], source: str = "config") -> DeviceConfig:
 def load_config(path: Path | str) -> DeviceConfig:
     """Read and validate a device TOML file; relative paths inside resolve from its folder."""
     path = Path(path)
-    return _resolve_paths(load_toml(path, DeviceConfig, ConfigError), path.parent)
+    cfg = _resolve_paths(load_toml(path, DeviceConfig, ConfigError), path.parent)
+    problem = ice.resolve(cfg.kiosk.ice_servers, path.parent) if cfg.kiosk else None
+    if problem:
+        raise ConfigError(str(path), [f"kiosk.{problem}"])
+    return cfg
 
 
 def _resolve_paths(cfg: DeviceConfig, base: Path) -> DeviceConfig:

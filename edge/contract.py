@@ -494,6 +494,9 @@ class CallState(Payload):
     reason: CallEnd | None = Field(None, description="why it ended (ended)")
     sending: list[str] = Field(default_factory=list, description="views being sent now")
     position: int | None = Field(None, ge=1, description="place in the queue (ringing)")
+    thin: bool = Field(
+        False, description="connected, but the uplink is too thin for video: voice and stills"
+    )
 
 
 class Signal(Payload):

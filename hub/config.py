@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mimamori.edge import ice
 from mimamori.edge.tomlfile import load_toml
 from mimamori.edge.transport import Endpoint
 from mimamori.hub.errors import HubConfigError
@@ -140,6 +141,15 @@ class RidershipSection(Section):
     )
 
 
+class CounterSection(Section):
+    ice_servers: list[ice.IceServer] = Field(
+        default_factory=list,
+        description="the town's own TURN/STUN servers for the staff console's voice, as "
+        "city hall reaches them (URL strings, or tables with urls, username, credential); "
+        "empty: direct only",
+    )
+
+
 class SiteSection(Section):
     timezone: str = Field(
         "Asia/Tokyo",
@@ -171,6 +181,7 @@ class HubConfig(Section):
     models: ModelsSection | None = Field(
         None, description="the model server; without it models travel inline (small ones)"
     )
+    counter: CounterSection = Field(default_factory=CounterSection)
 
 
 def load_hub_config(path: Path | str) -> HubConfig:
@@ -204,4 +215,7 @@ def load_hub_config(path: Path | str) -> HubConfig:
     if cfg.store.url.startswith("sqlite:///") and not cfg.store.url.startswith("sqlite:////"):
         rel = cfg.store.url.removeprefix("sqlite:///")
         cfg.store.url = f"sqlite:///{(base / rel).resolve()}"
+    problem = ice.resolve(cfg.counter.ice_servers, base)
+    if problem:
+        raise HubConfigError(str(path), [f"counter.{problem}"])
     return cfg

@@ -7,6 +7,10 @@ City hall's part of each exchange arrives as commands on the device's ``cmd/`` t
 
 ``call-answer``, ``call-end``, ``call-queue``, ``call-signal``, ``view-ack``, ``still-capture``
 
+When the uplink is too thin for video (``kiosk.uplink``), both views are held and the call
+goes on as voice plus stills on request; the call state says so (``thin``), for the
+resident's screen and the staff console, until the link is good again for a while.
+
 Each carries the call id; a command for any other call is refused, so nothing stale can
 open a camera. A finished call is recorded once, as a ``kiosk.call`` event in the outbox.
 """
@@ -14,7 +18,9 @@ open a camera. A finished call is recorded once, as a ``kiosk.call`` event in th
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime
@@ -31,6 +37,7 @@ from mimamori.edge.config import KioskSection
 from mimamori.kiosk.call import Call, CallMachine, Hours
 from mimamori.kiosk.document import rectify
 from mimamori.kiosk.pointer import Mark, draw, pin
+from mimamori.kiosk.uplink import Uplink
 from mimamori.kiosk.views import View
 
 log = logging.getLogger(__name__)
@@ -73,6 +80,7 @@ class KioskApp(App):
         self.hours = hours_of(cfg)
         self._wall = wall
         extra = {"clock": clock} if clock else {}
+        self.uplink = Uplink(clock or time.monotonic)
         self.machine = CallMachine(
             self._changed,
             ring_timeout_s=cfg.ring_timeout_s,
@@ -131,13 +139,15 @@ class KioskApp(App):
         """The desk view as configured (sharp: staff read the form); the face view at what
         a thin LTE uplink carries (a face needs far less: 1.1 Mbit/s instead of 7.7 on the
         busy walking clip, see the README's figures)."""
+        measured = {"on_delivery": self.uplink.delivered}
         if view == "face":
             return {
                 "fps": min(self.cfg.fps, FACE_FPS),
                 "long_px": min(self.cfg.long_px, FACE_LONG_PX),
                 "max_q": FACE_Q,
+                **measured,
             }
-        return {"fps": self.cfg.fps, "long_px": self.cfg.long_px}
+        return {"fps": self.cfg.fps, "long_px": self.cfg.long_px, **measured}
 
     def _camera(self, source: str, full_res: bool = False) -> Callable[[], FrameSource]:
         # opened when a call connects and closed when it ends: no frame is taken otherwise
@@ -299,6 +309,7 @@ class KioskApp(App):
 
     def _changed(self, old: Call, new: Call) -> None:
         if new.state == "connected" and old.state != "connected" and new.call:
+            self.uplink.reset()
             for v in self.views.values():
                 v.start(new.call)
         elif old.state == "connected" and new.state != "connected":
@@ -342,12 +353,33 @@ class KioskApp(App):
                 reason=c.reason,
                 sending=self.sending(),
                 position=c.position,
+                thin=self.thin,
             )
             if self.emit.live(contract.call(self.dev), payload.dumps(), qos=1, retain=True):
                 self._sessions = self.emit.sessions
 
+    @property
+    def thin(self) -> bool:
+        """The call goes on as voice and stills: the uplink is too thin for video."""
+        return self.machine.current.state == "connected" and self.uplink.thin
+
+    def _judge_uplink(self) -> None:
+        if self.machine.current.state != "connected" or not self.uplink.judge():
+            return
+        thin = self.uplink.thin
+        log.warning(
+            "call %s: uplink %s",
+            self.machine.current.call,
+            "too thin for video: voice and stills only" if thin else "good again: video back",
+        )
+        # the face view goes on at a trickle to measure the link; the desk view stops
+        self.views["face"].hold(self.uplink.probe_s if thin else None)
+        self.views["doc"].hold(math.inf if thin else None)
+        self._publish_state()
+
     def step(self, now: float) -> None:
         self.machine.tick(link_ok=self.emit.ready)
+        self._judge_uplink()
         if self._sessions != self.emit.sessions:
             self._publish_state()  # reconnected: the retained state may be stale
 

@@ -93,6 +93,7 @@ def snapshot(kiosk: KioskApp) -> dict[str, Any]:
         "position": c.position,
         "reason": c.reason,
         "sending": sending,
+        "thin": kiosk.thin,
         "camera_on": bool(sending),
         "notice": kiosk.notice,
         "open": kiosk.hours.is_open(now),
@@ -103,7 +104,7 @@ def snapshot(kiosk: KioskApp) -> dict[str, Any]:
         "next_open_en": f"{nxt:%a %-d %b, %-H:%M}",
         "phone": kiosk.cfg.phone,
         "office": kiosk.cfg.office,
-        "ice_servers": kiosk.cfg.ice_servers,
+        "ice_servers": [s.for_browser(kiosk.dev) for s in kiosk.cfg.ice_servers],
         "speak": kiosk.cfg.speak,
         "mark": kiosk.mark.kind if kiosk.mark else None,
     }
@@ -114,7 +115,7 @@ class Screen:
         self.server = WebServer(
             create_screen(kiosk), host=host, port=port, threads=6, name="mimamori-kiosk"
         )
-        self.port = self.server.port
+        self.host, self.port = host, self.server.port
 
     def start(self) -> Screen:
         self.server.start()

@@ -7,12 +7,16 @@ camera keeps its full resolution for document stills) and JPEG-encoded.
 Flow control is end to end: the hub acknowledges each frame it relays (``view-ack``), and a
 view keeps at most ``window`` frames unacknowledged. On a slow link frames are skipped at the
 source instead of queueing anywhere (no backlog, no growing delay); the JPEG quality and size
-follow the measured round trip, and come back up when the link recovers.
+follow the measured round trip, and come back up when the link recovers. Each frame's
+size and round trip also go to ``on_delivery`` (the kiosk's ``Uplink``), and a view can be
+*held*: when the link is too thin for video it sends one frame of the lowest quality every
+so often (to go on measuring), or none, while its camera stays open for stills.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +33,10 @@ log = logging.getLogger(__name__)
 
 #: (jpeg bytes, meta json) -> sent?  (the app's seam to the MQTT link)
 Send = Callable[[bytes, str], bool]
+#: (frame bytes, seconds until acknowledged or given up on)
+Delivered = Callable[[int, float], None]
+#: an unacknowledged frame is given up on after this long (and the link probed again)
+GIVE_UP_S = 2.0
 
 
 @dataclass
@@ -55,6 +63,7 @@ class View:
         window: int = 2,
         target_rtt_s: float = 0.3,
         clock: Callable[[], float] = time.monotonic,
+        on_delivery: Delivered | None = None,
     ) -> None:
         if name not in contract.VIEWS:
             raise ValueError(f"view {name!r}: expected one of {', '.join(contract.VIEWS)}")
@@ -67,6 +76,8 @@ class View:
         self.window = window
         self.target_rtt_s = target_rtt_s
         self._clock = clock
+        self._on_delivery = on_delivery
+        self._held: float | None = None  # held: seconds between frames (inf: none)
         self._lock = threading.Lock()
         self._call: str | None = None
         self._stop = threading.Event()
@@ -75,7 +86,7 @@ class View:
         self.fps = fps
         self._seq = 0
         self._acked = -1
-        self._sent_at: dict[int, float] = {}
+        self._sent_at: dict[int, tuple[float, int]] = {}  # seq -> (sent at, bytes)
         self._rtts: list[float] = []
         self.last_full: np.ndarray | None = None
         self.camera: FrameSource | None = None
@@ -95,9 +106,13 @@ class View:
             self._sent_at.clear()
             self._rtts.clear()
             self._level, self.fps, self.error = 0, self.max_fps, None
+            self._held = None
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"view-{self.name}", daemon=True)
-        self._thread.start()
+        # started before it is published: a stop() from another thread never joins a thread
+        # not yet started (and one started just before a stop() sees the stop at once)
+        t = threading.Thread(target=self._run, name=f"view-{self.name}", daemon=True)
+        t.start()
+        self._thread = t
 
     def stop(self) -> None:
         """Stop sending and close the camera; returns when no further frame can go out."""
@@ -110,6 +125,14 @@ class View:
             self._call = None
             self.last_full = None
 
+    def hold(self, every_s: float | None) -> None:
+        """Too thin for video: send one frame of the lowest quality every ``every_s``
+        seconds (``math.inf``: none), the camera still open; ``None``: stream again."""
+        with self._lock:
+            self._held = every_s
+            if every_s is not None:
+                self._level = len(Quality.LEVELS) - 1
+
     def ack(self, call: str, seq: int) -> None:
         now = self._clock()
         with self._lock:
@@ -120,12 +143,16 @@ class View:
             for s in [s for s in self._sent_at if s < seq]:
                 del self._sent_at[s]
             if sent is not None:
-                self._rtts = (self._rtts + [now - sent])[-5:]
+                self._rtts = (self._rtts + [now - sent[0]])[-5:]
                 self._adapt()
+        if sent is not None and self._on_delivery is not None:
+            self._on_delivery(sent[1], now - sent[0])
 
     # -- adaptation ----------------------------------------------------------------------
 
     def _adapt(self) -> None:
+        if self._held is not None:
+            return  # held frames stay at the lowest quality
         rtt = sorted(self._rtts)[len(self._rtts) // 2]
         if rtt > self.target_rtt_s and self._level < len(Quality.LEVELS) - 1:
             self._level += 1
@@ -162,7 +189,10 @@ class View:
                 now = self._clock()
                 if now < next_at:
                     continue  # the camera runs at its own rate; send at ours
-                next_at = max(next_at + 1.0 / self.fps, now - 0.5)
+                every = self._held if self._held is not None else 1.0 / self.fps
+                if every == math.inf:
+                    continue
+                next_at = max(next_at + every, now - 0.5)
                 self._send_one(frame.image, contract.utcnow())
         except CameraError as e:
             self.error = str(e)
@@ -180,16 +210,21 @@ class View:
             inflight = self._seq - 1 - self._acked
             if call is None or self._stop.is_set():
                 return
+            given_up = None
             if inflight >= self.window:
-                oldest = min(self._sent_at.values(), default=self._clock())
-                if self._clock() - oldest < 2.0:
+                oldest = min(self._sent_at.values(), default=(self._clock(), 0))
+                if self._clock() - oldest[0] < GIVE_UP_S:
                     self.stats["skipped"] += 1
                     return
                 # no ack for 2 s: the hub may have missed it; probe again, slowly
                 self._acked = self._seq - 1
+                self._sent_at.clear()
                 self._level = min(self._level + 1, len(Quality.LEVELS) - 1)
+                given_up = (oldest[1], self._clock() - oldest[0])
             quality = self.quality()
             seq = self._seq
+        if given_up is not None and self._on_delivery is not None:
+            self._on_delivery(*given_up)
         jpeg, w, h = encode(image, quality)
         meta = contract.ViewMeta(call=call, seq=seq, ts=ts, w=w, h=h, q=quality.q)
         with self._lock:
@@ -198,7 +233,7 @@ class View:
             if not self._send(jpeg, contract.jpeg_meta_json(meta)):
                 self.stats["skipped"] += 1
                 return
-            self._sent_at[seq] = self._clock()
+            self._sent_at[seq] = (self._clock(), len(jpeg))
             self._seq += 1
             self.stats["sent"] += 1
             self.stats["bytes"] += len(jpeg)

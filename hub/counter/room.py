@@ -63,6 +63,7 @@ class LiveCall:
     answered: datetime | None = None
     position: int | None = None
     sending: list[str] = field(default_factory=list)
+    thin: bool = False  # the kiosk's uplink is too thin for video: voice and stills only
     frames: dict[str, Frame] = field(default_factory=dict)
     stills: OrderedDict[str, Still] = field(default_factory=OrderedDict)
     signals: list[dict[str, str]] = field(default_factory=list)
@@ -162,7 +163,7 @@ class Room:
                     live = LiveCall(s.call, dev, s.since)
                     self.calls[s.call] = live
                     self.counters["calls"] += 1
-                live.state, live.sending = s.state, list(s.sending)
+                live.state, live.sending, live.thin = s.state, list(s.sending), s.thin
                 if held is not None:  # connected, to the staff member holding the claim
                     live.staff = held["staff"]
                     live.answered = live.answered or held["answered"]
@@ -364,6 +365,7 @@ def _mine_view(mine: LiveCall) -> dict[str, Any]:
         "state": mine.state,
         "answered_by_me": True,
         "sending": mine.sending,
+        "thin": mine.thin,
         "answered": contract.iso(mine.answered) if mine.answered else None,
         "stills": [
             {

@@ -89,6 +89,15 @@ def state() -> Any:
     return jsonify(relay().console(g.user))
 
 
+@bp.get("/ice.json")
+@staff
+def ice() -> Any:
+    """The TURN/STUN servers for this page's voice, credentials included (signed-in staff
+    only; never cached)."""
+    servers = [s.for_browser(g.user) for s in relay().cfg.counter.ice_servers]
+    return jsonify({"iceServers": servers}), 200, {"Cache-Control": "no-store"}
+
+
 @bp.post("/calls/<call>/answer")
 @staff
 def answer(call: str) -> Any:

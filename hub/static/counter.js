@@ -102,6 +102,7 @@ function showCall(m) {
     : m.state === "connected" ? "connected" : "connecting…";
   $("live-for").textContent = m.answered
     ? `for ${mins(Math.round((Date.now() - Date.parse(m.answered)) / 1000))}` : "";
+  $("thin").hidden = !(m.state === "connected" && m.thin);
   if (m.state === "connected" && mine.ours && !mine.voice) voice(mine);
   renderStills(m);
   if (m.problems.length) problem(m.problems[m.problems.length - 1]);
@@ -202,7 +203,12 @@ setInterval(() => {  // how old the picture on screen is
 // -- voice: this page offers (camera + microphone), the kiosk's screen answers
 async function voice(r) {
   if (!r.ours || r.call !== answered) return;  // never for a call this page did not answer
-  const pc = new RTCPeerConnection({iceServers: []});
+  let iceServers = [];
+  try {
+    iceServers = (await (await fetch("/counter/ice.json")).json()).iceServers;
+  } catch (e) { problem("could not read the TURN servers: trying a direct connection"); }
+  if (mine !== r || r.voice) return;
+  const pc = new RTCPeerConnection({iceServers});
   r.voice = {pc, media: null, after: 0};
   try {
     r.voice.media = await navigator.mediaDevices.getUserMedia({
@@ -249,7 +255,14 @@ window.voiceStats = async () => {
   const v = mine && mine.voice;
   if (!v) return {connected: false, audioBytes: 0};
   let audioBytes = 0, packets = 0, lost = 0, jitter = 0;
-  (await v.pc.getStats()).forEach((st) => {
+  let route = null;  // candidate types of the selected pair: [local, remote], e.g. relay
+  const report = await v.pc.getStats();
+  report.forEach((st) => {
+    const pair = st.type === "transport" && report.get(st.selectedCandidatePairId);
+    if (pair) {
+      route = [report.get(pair.localCandidateId), report.get(pair.remoteCandidateId)]
+        .map((c) => c && c.candidateType);
+    }
     if (st.type === "inbound-rtp" && st.kind === "audio") {
       audioBytes += st.bytesReceived;
       packets += st.packetsReceived || 0;
@@ -259,7 +272,7 @@ window.voiceStats = async () => {
   });
   const pc = v.pc;
   return {connected: pc.connectionState === "connected", audioBytes, packets, lost, jitter,
-          ice: pc.iceConnectionState, signaling: pc.signalingState};
+          route, ice: pc.iceConnectionState, signaling: pc.signalingState};
 };
 
 // -- pointing at the form: a click on the desk view (or a still) shows a mark on the kiosk's
@@ -290,10 +303,15 @@ $("mark-clear").addEventListener("click", () => mine && post(`/counter/calls/${m
 
 // -- end, capture, stills
 $("end").addEventListener("click", () => mine && post(`/counter/calls/${mine.call}/end`).then(poll, () => {}));
-$("capture").addEventListener("click", () => mine && post(`/counter/calls/${mine.call}/capture`).then(() => {
-  $("capture").textContent = "Capturing…";
-  setTimeout(() => { $("capture").textContent = "Capture the form"; }, 2000);
-}, () => {}));
+function capture(button) {
+  const label = button.textContent;
+  mine && post(`/counter/calls/${mine.call}/capture`).then(() => {
+    button.textContent = "Capturing…";
+    setTimeout(() => { button.textContent = label; }, 2000);
+  }, () => {});
+}
+$("capture").addEventListener("click", () => capture($("capture")));
+$("thin-still").addEventListener("click", () => capture($("thin-still")));
 
 function renderStills(m) {
   const key = JSON.stringify(m.stills.map((s) => s.still));

@@ -14,6 +14,10 @@ function text(s) {
          `Calling staff: you are number ${s.position}. Please wait here.`]
       : ["職員を呼んでいます。そのままお待ちください", "Calling staff. Please wait here."];
   }
+  if (s.state === "connected" && s.thin) {
+    return ["通信が弱いため、映像を止めています。お話はこのまま続けられます",
+            "The connection is weak, so the picture is paused. The call continues by voice."];
+  }
   if (s.state === "connected") {
     return [`市役所の職員（${s.staff}）とつながりました。ゆっくりお話しください`,
             `Connected to city hall (${s.staff}). Take your time.`];
@@ -122,7 +126,7 @@ async function listen(r) {
 }
 async function answer(r, sdp) {
   if (r.pc) r.pc.close();
-  const pc = new RTCPeerConnection({iceServers: last.ice_servers.map((u) => ({urls: u}))});
+  const pc = new RTCPeerConnection({iceServers: last.ice_servers});
   r.pc = pc;
   pc.ontrack = (ev) => { $("staff").srcObject = ev.streams[0]; };
   try {
@@ -149,7 +153,14 @@ function gathered(pc) {
 window.voiceStats = async () => {
   if (!rtc || !rtc.pc) return {connected: false, audioBytes: 0};
   let audioBytes = 0, packets = 0, lost = 0, jitter = 0;
-  (await rtc.pc.getStats()).forEach((st) => {
+  let route = null;  // candidate types of the selected pair: [local, remote], e.g. relay
+  const report = await rtc.pc.getStats();
+  report.forEach((st) => {
+    const pair = st.type === "transport" && report.get(st.selectedCandidatePairId);
+    if (pair) {
+      route = [report.get(pair.localCandidateId), report.get(pair.remoteCandidateId)]
+        .map((c) => c && c.candidateType);
+    }
     if (st.type === "inbound-rtp" && st.kind === "audio") {
       audioBytes += st.bytesReceived;
       packets += st.packetsReceived || 0;
@@ -159,7 +170,7 @@ window.voiceStats = async () => {
   });
   const pc = rtc.pc;
   return {connected: pc.connectionState === "connected", audioBytes, packets, lost, jitter,
-          ice: pc.iceConnectionState, signaling: pc.signalingState};
+          route, ice: pc.iceConnectionState, signaling: pc.signalingState};
 };
 
 $("call").addEventListener("click", () => post("/api/call").then(render));

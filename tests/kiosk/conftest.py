@@ -16,6 +16,7 @@ from mimamori.edge.service import Service
 from mimamori.hub.auth import Accounts
 from mimamori.hub.cli import Hub, build
 from mimamori.kiosk.app import KioskApp
+from mimamori.kiosk.screen import Screen
 from mimamori.provisioning.fleet import Fleet
 from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import MEDIA, add_device, free_port
@@ -63,18 +64,30 @@ class Kiosk:
     @property
     def screen_url(self) -> str:
         assert self.app.screen is not None
-        return f"http://127.0.0.1:{self.app.screen.port}/"
+        return f"http://{self.app.screen.host}:{self.app.screen.port}/"
 
     def stop(self) -> None:
         self.service.stop()
         self.thread.join(10)
 
 
-def start_kiosk(fleet: Fleet, pins: MockFactory, name: str = "kiosk-01", **over: Any) -> Kiosk:
+def start_kiosk(
+    fleet: Fleet,
+    pins: MockFactory,
+    name: str = "kiosk-01",
+    *,
+    screen_host: str | None = None,
+    **over: Any,
+) -> Kiosk:
+    """A kiosk service; ``screen_host``: serve its screen on that address instead of
+    127.0.0.1 (a browser in another network namespace)."""
     cfg = load_config(add_device(fleet, name, "kiosk", kiosk=kiosk_section(**over)))
 
     def factory(c: Any, emit: Emitter) -> KioskApp:
-        return KioskApp(c.kiosk, emit, c.device.id, pin_factory=pins)
+        app = KioskApp(c.kiosk, emit, c.device.id, pin_factory=pins, screen=not screen_host)
+        if screen_host:
+            app.screen = Screen(app, port=c.kiosk.screen_port, host=screen_host).start()
+        return app
 
     svc = Service(cfg, app_factory=factory)
     t = threading.Thread(target=svc.run, daemon=True)
@@ -120,4 +133,4 @@ def staff_account(hub: Hub, name: str, role: str = "counter") -> str:
 
 
 def web_url(hub: Hub) -> str:
-    return f"http://127.0.0.1:{hub.cfg.web.port}"
+    return f"http://{hub.cfg.web.bind}:{hub.cfg.web.port}"

@@ -96,4 +96,8 @@ def test_screen_text_is_large_and_contrasted_in_every_state(
     texts = check(page, f"connected {size}")
     # the camera sign is among what was checked
     assert any("カメラ" in t["text"] for t in texts)
+    # nobody takes the views here, so the link soon measures too thin for video
+    kiosk.app.uplink.thin_after_s = 1.0
+    page.wait_for_selector("#msg-ja >> text=映像を止めています", timeout=15000)
+    check(page, f"too thin for video {size}")
     page.click("#cancel")
