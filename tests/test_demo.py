@@ -89,6 +89,7 @@ def test_demo_starts_everything_and_the_devices_report(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.slow  # 8-20 s: the default run keeps its margin under five minutes
 def test_demo_without_sample_media_says_what_is_missing_and_what_runs(tmp_path: Path) -> None:
     from mimamori.provisioning import demo
 

@@ -83,6 +83,7 @@ def test_dead_or_frozen_device_goes_offline_within_one_and_a_half_keepalives(
         assert elapsed <= 1.5 * KEEPALIVE + MOSQUITTO_KEEPALIVE_CHECK_S + 1
 
 
+@pytest.mark.slow  # 8-20 s: the default run keeps its margin under five minutes
 def test_sigkill_mid_drain_loses_nothing_recorded(
     device: DeviceProcess, hub_probe: Probe, fleet: Fleet
 ) -> None:

@@ -7,6 +7,7 @@ import math
 import threading
 import time
 
+import pytest
 from playwright.sync_api import Browser
 
 from mimamori.edge import contract
@@ -108,6 +109,7 @@ def test_a_held_view_trickles_or_stops_and_reports_each_delivery() -> None:
     view.stop()
 
 
+@pytest.mark.slow  # 8-20 s: the default run keeps its margin under five minutes
 def test_too_thin_for_video_voice_and_stills_go_on_and_both_sides_hear_why(
     web_hub: Hub, kiosk: Kiosk
 ) -> None:

@@ -185,6 +185,7 @@ def test_user_data_passes_cloud_init_schema(
         assert "Valid cloud-config" in res.stdout
 
 
+@pytest.mark.slow  # 8-20 s: the default run keeps its margin under five minutes
 def test_cli_writes_into_image_and_refuses_non_images(
     fleet: Fleet, pi_image, tmp_path: Path, wheel, wheelhouse
 ) -> None:

@@ -48,6 +48,7 @@ def clip(tmp_path: Path) -> tuple[Path, Path]:
     return video, truth
 
 
+@pytest.mark.slow  # 8-20 s: the default run keeps its margin under five minutes
 def test_prints_before_and_after_and_a_block_the_config_accepts(
     clip: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -310,6 +310,7 @@ def site_packages(root: Path) -> Path:
 # -- the attacks -------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 8-20 s: the default run keeps its margin under five minutes
 def test_first_boot_installs_the_shipped_wheel_not_the_index_namesake(
     flashed: dict[str, bytes], stranger_index: Index, tmp_path: Path
 ) -> None:
@@ -328,6 +329,7 @@ def test_first_boot_installs_the_shipped_wheel_not_the_index_namesake(
     assert (site / "paho_mqtt_stub.py").exists()  # dependencies come from the seed's wheels
 
 
+@pytest.mark.slow  # 8-20 s: the default run keeps its margin under five minutes
 def test_a_wheel_swapped_on_the_boot_partition_is_refused(
     flashed: dict[str, bytes], stranger_index: Index, tmp_path: Path
 ) -> None:

@@ -31,6 +31,7 @@ def field_sequence(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # 8-20 s: the default run keeps its margin under five minutes
 def test_alarm_held_through_a_coverage_gap_arrives_late_exactly_once(
     fleet: Fleet, broker: MosquittoProcess, hub: Hub, tmp_path: Path
 ) -> None:
