@@ -270,5 +270,7 @@ def test_without_the_turn_entries_the_same_call_never_connects(
         time.sleep(15)  # through TURN the same call connected within a few seconds
         for side in (screen, console):
             s = stats(side)
-            assert not s["connected"] and s["audioBytes"] == 0, s
-            assert s["ice"] in ("new", "checking", "failed"), s
+            # audioBytes and packets count from the start: not one audio packet ever arrived
+            assert not s["connected"] and s["audioBytes"] == 0 and not s.get("packets"), s
+            # Chromium may report its unanswered checks as "disconnected" before "failed"
+            assert s["ice"] in ("new", "checking", "disconnected", "failed"), s
