@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # mimamori developer entry point.
 #   ./run.sh demo [ARGS]   local broker + hub + simulated devices; prints the URL to open
-#   ./run.sh test [ARGS]   lint, type checks and the tests (ARGS go to pytest; -m 'soak or browser
-#                          or slow' runs the long suites the default leaves out)
+#   ./run.sh test [ARGS]   lint, type checks and the tests, three at a time (ARGS go to pytest;
+#                          -m 'browser or slow' and -m soak -n 0 run the long suites the
+#                          default leaves out; MIMAMORI_TEST_WORKERS=N sets how many at a time)
 # Both install what they need first: Debian packages (mosquitto, and gcc with Mosquitto's
 # headers for the broker's guard plugin; postgresql, chromium and coturn for the tests), a
 # virtualenv in .venv and the Python dependencies.
@@ -84,7 +85,9 @@ case "$cmd" in
         .venv/bin/mypy
         say "pytest"
         set +e
-        .venv/bin/python -m pytest "$@"
+        # most tests wait on a broker, a socket or a subprocess, so three run at once on two
+        # cores (pytest-xdist); a later -n in ARGS wins (-n 0: one at a time, for timings)
+        .venv/bin/python -m pytest -n "${MIMAMORI_TEST_WORKERS:-3}" "$@"
         rc=$?
         set -e
         if [ $rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi
