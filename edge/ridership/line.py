@@ -7,6 +7,11 @@ side: a track changes side only once it is beyond the band, so a person lingerin
 never flickers in and out. One who steps into the band and back again counts zero; one who
 waits on the line and then walks through counts once; one who walks through and later comes
 back counts once each way (the bus load stays right).
+
+Only crossings of the segment as drawn count: where the path from the last point beyond the
+band to the first point beyond it on the other side meets the line must lie between the two
+ends (within ``margin_px``, default 0). Someone walking round the end of a line drawn in a
+walkway is not counted; a door line should run from jamb to jamb.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ class LineCounter:
         *,
         band_px: float = 12.0,
         anchor: Anchor = "center",
-        margin_px: float = 30.0,
+        margin_px: float = 0.0,
     ) -> None:
         x1, y1, x2, y2 = line
         self.line = line
@@ -58,7 +63,7 @@ class LineCounter:
         self._len = (dx * dx + dy * dy) ** 0.5
         self._ux, self._uy = dx / self._len, dy / self._len  # along the line
         self.normal = (-self._uy, self._ux)  # unit vector to the "in" side (clockwise on screen)
-        self._side: dict[int, int] = {}  # track id → last side beyond the band
+        self._side: dict[int, tuple[int, tuple[float, float]]] = {}  # track → side, where
         self.ins = 0
         self.outs = 0
 
@@ -66,19 +71,26 @@ class LineCounter:
         x1, y1, x2, y2 = box
         return ((x1 + x2) / 2, y2 if self.anchor == "bottom" else (y1 + y2) / 2)
 
-    def side(self, x: float, y: float, band: float | None = None) -> int:
-        """+1 in side, -1 out side, 0 inside the band or beyond the line's ends."""
-        band = self.band if band is None else band
+    def _frame(self, x: float, y: float) -> tuple[float, float]:
+        """(along the line from its start, across it toward the in side), in pixels."""
         rx, ry = x - self.line[0], y - self.line[1]
-        along = rx * self._ux + ry * self._uy
-        if along < -self.margin or along > self._len + self.margin:
-            return 0
-        across = rx * self.normal[0] + ry * self.normal[1]
+        return rx * self._ux + ry * self._uy, rx * self.normal[0] + ry * self.normal[1]
+
+    def side(self, x: float, y: float, band: float | None = None) -> int:
+        """+1 in side, -1 out side, 0 inside the band (of the whole line, ends extended)."""
+        band = self.band if band is None else band
+        across = self._frame(x, y)[1]
         if across > band:
             return 1
         if across < -band:
             return -1
         return 0
+
+    def within(self, a: tuple[float, float], b: tuple[float, float]) -> bool:
+        """Does the path from a to b (on opposite sides) meet the line between its ends?"""
+        (pa, qa), (pb, qb) = self._frame(*a), self._frame(*b)
+        along = pa + (pb - pa) * qa / (qa - qb) if qa != qb else (pa + pb) / 2
+        return -self.margin <= along <= self._len + self.margin
 
     def update(self, tracks: list[Track], ts: datetime) -> list[Crossing]:
         """Feed the trusted tracks of one frame; returns the crossings completed in it."""
@@ -92,13 +104,14 @@ class LineCounter:
             if t.id not in self._side:
                 # first seen (perhaps inside the band: it stood still and faded into the
                 # background, or came out from behind someone): which half it started in
-                self._side[t.id] = self.side(*self.point(t.first_box), band=0.0)
+                first = self.point(t.first_box)
+                self._side[t.id] = (self.side(*first, band=0.0), first)
             side = self.side(*point)
             if side == 0:
                 continue
-            before = self._side[t.id]
-            self._side[t.id] = side
-            if before and side != before:
+            before, where = self._side[t.id]
+            self._side[t.id] = (side, point)
+            if before and side != before and self.within(where, point):
                 if side > 0:
                     self.ins += 1
                 else:

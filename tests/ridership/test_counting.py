@@ -66,6 +66,18 @@ def test_two_walkers_passing_each_other_are_both_counted() -> None:
     assert (counter.line.ins, counter.line.outs) == (1, 1)
 
 
+def test_only_crossings_of_the_segment_as_drawn_count() -> None:
+    # the line runs from x = 40 to x = 280; walkers pass 12 px beyond each end, one crosses
+    # 6 px inside the left end, and one crosses inside on a slant so steep that neither its
+    # last point above the band nor its first below lies beside the line
+    outside_left = pad(walk(((28, 30), 0), ((28, 225), 40)), 10)
+    outside_right = pad(walk(((292, 225), 0), ((292, 25), 40)), 10)
+    inside_left = pad(walk(((46, 30), 0), ((46, 225), 40)), 70)
+    slant = pad(walk(((360, 40), 0), ((320, 96), 20), ((220, 144), 4), ((210, 225), 15)), 110)
+    counter = run(render([outside_left, outside_right, inside_left, slant], 170))
+    assert (counter.line.ins, counter.line.outs) == (2, 0)
+
+
 @pytest.mark.parametrize("bad", ["1,2,3", "a,b,c,d", "5,5,5,5"])
 def test_a_bad_line_is_refused_with_the_reason(bad: str) -> None:
     with pytest.raises(ValueError, match="line"):
