@@ -100,8 +100,9 @@ RejectHook = Callable[[Packet, contract.ContractError], None]
 def backoff_delay(attempt: int, lo: float, hi: float, rng: random.Random) -> float:
     """Exponential backoff with jitter from the first retry: a random delay between ``lo``
     and ``lo * 2**(attempt + 1)`` (capped at ``hi``), so a fleet that lost the broker at the
-    same moment does not come back in the same second."""
-    return rng.uniform(lo, min(hi, lo * 2.0 ** (attempt + 1)))
+    same moment does not come back in the same second. The exponent stops growing at 30: a
+    device out of coverage for days makes thousands of attempts, and 2.0 ** 1024 overflows."""
+    return rng.uniform(lo, min(hi, lo * 2.0 ** min(attempt + 1, 30)))
 
 
 def tls_problem(e: ssl.SSLCertVerificationError, now: datetime) -> str:

@@ -191,3 +191,5 @@ def test_backoff_grows_exponentially_with_jitter_from_the_first_retry_and_caps()
         assert all(1.0 <= d <= ceiling for d in delays)
         # spread over the whole range from the first retry: 500 devices do not reconnect in step
         assert max(delays) - min(delays) > (ceiling - 1.0) * 0.8
+    # days out of coverage: attempt 1023 and on would overflow 2.0 ** (attempt + 1)
+    assert all(1.0 <= backoff_delay(a, 1.0, 120.0, rng) <= 120.0 for a in (1023, 5000, 10**9))
