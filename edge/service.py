@@ -29,7 +29,7 @@ from mimamori.edge.app import App, Emitter, Telemetry
 from mimamori.edge.apps import APP_SECTIONS, create_app
 from mimamori.edge.camera import CameraError
 from mimamori.edge.config import DeviceConfig, apply_patch, remote_view
-from mimamori.edge.errors import MimamoriError
+from mimamori.edge.errors import MimamoriError, UpdateFailed
 from mimamori.edge.link import Link
 from mimamori.edge.outbox import Outbox
 
@@ -89,6 +89,7 @@ class Service:
         self._started = clock()
         #: set from the link's thread (twin change, restart-app), acted on by the loop
         self._restart_wanted = threading.Event()
+        self._fresh_update: str | None = None  # a model installed since the app last started
 
     # -- twin ----------------------------------------------------------------------------
 
@@ -174,6 +175,11 @@ class Service:
                     tls.key_file if tls else None,
                 )
                 final = updates.run_job(job, self.models, key, self.link.report_job, fetch=fetch)
+                if final.status == "SUCCEEDED":
+                    # the app loads the installed update when it starts again; if it cannot
+                    # start with it, restart_app switches back to the version before
+                    self._fresh_update = job.update.manifest.name
+                    self._restart_wanted.set()
         finished = self._finished_jobs()
         finished[job.job_id] = final.model_dump(mode="json")
         tmp = self._jobs_file.with_suffix(".tmp")
@@ -223,12 +229,31 @@ class Service:
         name = str(args.get("name", ""))
         if not name or name not in {p.name for p in self.models.root.glob("*")}:
             raise ValueError(f"no model slot {name!r} on this device")
-        return {"name": name, "version": self.models.rollback(name)}
+        version = self.models.rollback(name)
+        self._restart_wanted.set()  # the app loads the version now current
+        return {"name": name, "version": version}
+
+    def _undo_update(self, name: str, why: Exception) -> None:
+        """The app would not start on a model just installed: back to the version before."""
+        try:
+            version = self.models.rollback(name)
+        except UpdateFailed as e:
+            log.error("cannot roll %s back: %s", name, e)
+            return
+        message = f"model {name}: the app did not start with the update ({why}); back to version {version}"
+        log.error("%s", message)
+        self.emit("device.notice", {"level": "error", "message": message})
+        try:
+            self.app = self._app_factory(self.cfg, self.emit)
+        except (MimamoriError, CameraError, OSError, ImportError) as e:
+            log.error("app not started after the rollback either: %s", e)
+            self.app = None
 
     def restart_app(self) -> None:
         with self._app_lock:
             if self.app is not None:
                 self.app.close()
+            fresh, self._fresh_update = self._fresh_update, None
             try:
                 self.app = self._app_factory(self.cfg, self.emit)
             except (MimamoriError, CameraError, OSError, ImportError) as e:
@@ -236,6 +261,8 @@ class Service:
                 log.error("app not started: %s", e)
                 self.app = None
                 self.emit("device.notice", {"level": "error", "message": f"app not started: {e}"})
+                if fresh is not None:
+                    self._undo_update(fresh, e)
             self.link.app_commands = dict(self.app.commands) if self.app is not None else {}
 
     # -- running -------------------------------------------------------------------------

@@ -92,6 +92,17 @@ def load_manifest(path: Path | str, *, check_hash: bool = True) -> Manifest:
     return m
 
 
+def with_update(m: Manifest, data_dir: Path) -> Manifest:
+    """The manifest with its model file replaced by the signed update installed under the same
+    name (``data_dir/models/NAME/current``, verified against its signed manifest when it was
+    installed), if there is one; preprocessing and labels stay the manifest's."""
+    current = data_dir / "models" / m.name / "current"
+    if not current.is_file():
+        return m
+    file = current.resolve()
+    return m.model_copy(update={"file": file, "sha256": sha256_of(file)})
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:

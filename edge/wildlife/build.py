@@ -7,7 +7,7 @@ from typing import Any
 from mimamori.edge.app import Device
 from mimamori.edge.camera import FrameSource, is_file_source, open_source
 from mimamori.edge.config import WildlifeSection
-from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest, model_info
+from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest, model_info, with_update
 from mimamori.edge.vision.onnx import OnnxModel
 from mimamori.edge.wildlife.app import MotionGate, SnapshotLog, WildlifeApp
 from mimamori.edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
@@ -16,7 +16,8 @@ from mimamori.edge.wildlife.watch import THRESHOLD, Classifier, MonkeyWatch, lea
 
 
 def build_wildlife(cfg: WildlifeSection, device: Device, pin_factory: Any = None) -> WildlifeApp:
-    manifest = load_manifest(cfg.model or DEFAULT_MODEL)
+    # a signed update installed under the manifest's name replaces its model file
+    manifest = with_update(load_manifest(cfg.model or DEFAULT_MODEL), device.data_dir)
     classify = manifest.task == "classify"
     rules = Rules(
         threshold=cfg.threshold or (THRESHOLD if classify else manifest.score_threshold),

@@ -90,7 +90,14 @@ class Classifier(OnnxModel):
             raise ModelError(f"{manifest.file}: the watch's classifier must be task = 'classify'")
         self.manifest = manifest
         self.session = lean_session(manifest, threads)
-        self.input_name = self.session.get_inputs()[0].name
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        size = tuple(inp.shape[-1:-3:-1]) if len(inp.shape) == 4 else None
+        if size is None or (all(isinstance(v, int) for v in size) and size != manifest.input_size):
+            raise ModelError(
+                f"{manifest.file}: takes input {inp.shape}, but the manifest of "
+                f"{manifest.name} says 1x3x{manifest.input_size[1]}x{manifest.input_size[0]}"
+            )
         self.dynamic_batch = False  # one crop at a time: activations for one, not ten
         self.labels = manifest.labels.read_text(encoding="utf-8").splitlines()
         self._mean = np.array(manifest.mean, np.float32)
