@@ -211,12 +211,23 @@ class Hub:
     _server: WebServer | None = field(default=None, repr=False)
     _models: ModelServer | None = field(default=None, repr=False)
 
+    def _model_target(self, job_id: str) -> tuple[str, Path] | None:
+        """A job's device and file, for the model server, while that device is in the roster:
+        a device revoked after its job was sent fetches nothing more (its certificate still
+        verifies against the fleet CA; the roster is what the hub trusts)."""
+        assert self.rollouts is not None
+        found = self.rollouts.target(job_id)
+        if found is not None and self.ingest.roster.get(found[0]) is None:
+            log.warning("model server: %s is revoked or not in the roster", found[0])
+            return None
+        return found
+
     def start(self, web: bool = True) -> Hub:
         self.ingest.start()
         self.relay.start()
         if self.cfg.models is not None and self.rollouts is not None:
             try:
-                self._models = ModelServer(self.cfg.models, self.rollouts.target).start()
+                self._models = ModelServer(self.cfg.models, self._model_target).start()
             except OSError as e:  # ingest and alarms go on; model updates wait for a fix
                 log.error("model server not started on port %d: %s", self.cfg.models.port, e)
         if web:

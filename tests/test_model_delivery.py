@@ -202,6 +202,12 @@ def test_only_the_device_a_job_names_may_fetch_its_model(
     ca = identity(fleet, "field-01")[0]
     with pytest.raises(OSError):
         https_fetch(ca, None, None)(job.url, 0).read()
+    # the device is revoked (stolen from its pole): its certificate still chains to the CA,
+    # but the roster says no, so its own job's model is refused too
+    fleet.revoke("field-01")
+    with pytest.raises(urllib.error.HTTPError) as revoked:
+        https_fetch(*identity(fleet, "field-01"))(job.url, 0)
+    assert revoked.value.code == 403
 
 
 def test_a_body_longer_than_signed_is_refused(fleet: Fleet, hub: Hub, tmp_path: Path) -> None:
