@@ -38,8 +38,12 @@ Progress = Callable[[int, int], None]
 
 #: seconds to connect to the model server and to wait for each read of its answer
 FETCH_TIMEOUT_S = 30.0
-#: a whole download must finish within this, however slowly its bytes trickle in
+#: a whole download must finish within this, however slowly its bytes trickle in ...
 DOWNLOAD_DEADLINE_S = 30 * 60.0
+#: ... or, for a large model, within the time it takes at this rate (bits/s: a weak GPRS-class
+#: link; the 18.6 MB monkey model gets 2.6 hours, not the 30 minutes that 80 kbit/s needs)
+SLOWEST_LINK_BPS = 16_000
+
 CHUNK = 64 * 1024
 #: attempts in a row that bring no new byte before the download is given up
 MAX_IDLE_ATTEMPTS = 4
@@ -47,6 +51,12 @@ MAX_IDLE_ATTEMPTS = 4
 BACKOFF_S = (0.5, 30.0)
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-\d+/(\d+|\*)")
+
+
+def deadline_for(size: int) -> float:
+    """Seconds a download of ``size`` bytes may take in all: 30 minutes, more for large models
+    (a stalled link is given up sooner, after MAX_IDLE_ATTEMPTS attempts with no new byte)."""
+    return max(DOWNLOAD_DEADLINE_S, size * 8 / SLOWEST_LINK_BPS)
 
 
 class _Cut(Exception):

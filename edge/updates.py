@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mimamori.edge import contract
-from mimamori.edge.download import DOWNLOAD_DEADLINE_S, Fetch, download
+from mimamori.edge.download import Fetch, deadline_for, download
 from mimamori.edge.errors import UpdateFailed, UpdateRejected
 
 log = logging.getLogger(__name__)
@@ -212,10 +212,11 @@ def run_job(
     *,
     fetch: Fetch,
     self_test: SelfTest = onnx_self_test,
-    deadline_s: float = DOWNLOAD_DEADLINE_S,
+    deadline_s: float | None = None,
 ) -> contract.JobStatus:
     """Carry out a model-update job, reporting IN_PROGRESS (with the bytes downloaded and the
-    resumes so far) then a final state.
+    resumes so far) then a final state. The download's deadline is ``deadline_for`` the
+    signed size unless ``deadline_s`` is given.
 
     ``fetch`` opens ``job.url`` from an offset (HTTPS, with the device's certificate); it is
     called only after the signed manifest has been accepted.
@@ -231,6 +232,7 @@ def run_job(
     status("IN_PROGRESS", step="verifying")
     m = job.update.manifest
     slot = store.slot(m.name)
+    deadline_s = deadline_for(m.size) if deadline_s is None else deadline_s
     fetched: dict[str, object] = {}  # resumes of a download by URL
     with store.lock:
         installed = store.installed_version(m.name)

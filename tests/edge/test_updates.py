@@ -137,3 +137,13 @@ def test_verify_checks_size_before_hash(tmp_path: Path, keys) -> None:
     with pytest.raises(UpdateRejected, match="bytes, manifest says"):
         verify(signed, model + b"x", load_public_key(pub), installed_version=0)
     assert onnx.load_from_string(model).graph.name == "tiny"
+
+
+def test_a_large_model_gets_time_for_a_slow_link() -> None:
+    from mimamori.edge.download import DOWNLOAD_DEADLINE_S, deadline_for
+
+    assert deadline_for(3_000) == DOWNLOAD_DEADLINE_S  # small: the 30-minute floor
+    monkey = 18_614_047  # the default monkey model
+    needs_at_64k = monkey * 8 / 64_000  # the reliability suite's link: about 39 minutes
+    assert needs_at_64k > DOWNLOAD_DEADLINE_S
+    assert deadline_for(monkey) >= 2 * needs_at_64k
