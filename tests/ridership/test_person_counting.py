@@ -95,8 +95,8 @@ KNOWN_MISSES = {
 @pytest.mark.slow  # an accuracy run over the whole clip with YOLOX (about 25 s on 2 cores)
 @needs_clip
 def test_every_labelled_line_of_the_clip_with_one_setting() -> None:
-    """Every truth file (x = 320 over y 120-330, x = 300 whole height, a horizontal line and a
-    diagonal), one pass, the same settings: NTD's ±5 % per direction and every window within
+    """Every truth file (x = 320 over y 120-330, x = 300 whole height, a horizontal line, a
+    diagonal on the left and a held-out diagonal in the lower right), one pass, the same settings: NTD's ±5 % per direction and every window within
     ±1 (README, Bus ridership), except the measured misses above."""
     paths = sorted(DATA.glob("vtest_truth*.json"))
     truths = [accuracy.load_truth(p) for p in paths]
