@@ -17,9 +17,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def fleet_and_broker(
-    devices: tuple[tuple[str, str], ...] = (),
-) -> tuple[Fleet, MosquittoProcess]:
+def throwaway_fleet(devices: tuple[tuple[str, str], ...] = ()) -> Fleet:
+    """A fleet in a temporary folder, every port free, with ``devices`` (name, role)."""
     root = Path(tempfile.mkdtemp(prefix="mimamori-bench-")) / "fleet"
     fleet = Fleet.init(
         root,
@@ -32,8 +31,14 @@ def fleet_and_broker(
     )
     for name, role in devices:
         fleet.add_device(name, role)
-    broker = fleet.broker_process().start()
-    return fleet, broker
+    return fleet
+
+
+def fleet_and_broker(
+    devices: tuple[tuple[str, str], ...] = (),
+) -> tuple[Fleet, MosquittoProcess]:
+    fleet = throwaway_fleet(devices)
+    return fleet, fleet.broker_process().start()
 
 
 def vm_hwm_mb(pid: int) -> float:

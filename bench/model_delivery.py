@@ -13,19 +13,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._fleet import free_port  # noqa: E402
+from bench._fleet import throwaway_fleet  # noqa: E402
 from mimamori.edge.download import download, https_fetch  # noqa: E402
 from mimamori.hub.config import load_hub_config  # noqa: E402
 from mimamori.hub.model_server import ModelServer  # noqa: E402
 from mimamori.hub.rollouts import Rollouts  # noqa: E402
 from mimamori.hub.store import Store  # noqa: E402
-from mimamori.provisioning.fleet import Fleet  # noqa: E402
 from mimamori.provisioning.signing import sign_model  # noqa: E402
 from tests.reliability.badlink import BadLink  # noqa: E402
 
@@ -51,16 +49,7 @@ def main() -> None:
     ap.add_argument("--stall-every", type=float, default=15, help="mean s between stalls")
     args = ap.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="mimamori-bench-")) / "fleet"
-    fleet = Fleet.init(
-        root,
-        broker_host="127.0.0.1",
-        port=free_port(),
-        hub_port=free_port(),
-        web_port=free_port(),
-        models_port=free_port(),
-    )
-    fleet.add_device("field-01", "wildlife")
+    fleet = throwaway_fleet((("field-01", "wildlife"),))
     cfg = load_hub_config(fleet.hub_config)
     assert cfg.models is not None
     store = Store(cfg.store.url).create()
@@ -95,7 +84,7 @@ def main() -> None:
             job = rollouts.job(rollout, "field-01")
             url = f"https://127.0.0.1:{port}/jobs/{job.job_id}"
             seen = Resumes()
-            slot = root.parent / "device" / name.split(":")[0].replace(" ", "-")
+            slot = fleet.root.parent / "device" / name.split(":")[0].replace(" ", "-")
             t0 = time.monotonic()
             try:
                 path = download(

@@ -27,6 +27,15 @@ from tests.postgres import PG_BIN, postgres_server
 PASSWORD = "correct horse battery"
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """The hub's store on a fresh SQLite file (a test may define its own, as the dialect
+    tests do)."""
+    s = Store(f"sqlite:///{tmp_path / 'hub.db'}").create()
+    yield s
+    s.close()
+
+
 class Staff:
     def __init__(self, web: FlaskClient) -> None:
         self.web = web

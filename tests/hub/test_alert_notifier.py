@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -33,11 +32,6 @@ class Kept:
     def send(self, url: str, title: str, body: str, snapshot: bytes | None) -> bool:
         self.sent.append((url, title, body, snapshot))
         return True
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'hub.db'}").create()
 
 
 def test_alerts_send_through_the_notifier_they_are_given(store: Store) -> None:

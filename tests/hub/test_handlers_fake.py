@@ -50,13 +50,6 @@ def broker() -> FakeBroker:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'hub.db'}").create()
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def roster(tmp_path: Path) -> Roster:
     path = tmp_path / "devices.json"
     devices = {"field-01": {"role": "wildlife"}, "kiosk-01": {"role": "kiosk"}}

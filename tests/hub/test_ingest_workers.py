@@ -49,13 +49,6 @@ def notice(seq: int) -> tuple[str, bytes]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'hub.db'}").create()
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def roster(tmp_path: Path) -> Roster:
     path = tmp_path / "devices.json"
     path.write_text('{"devices": {"field-01": {"role": "wildlife"}}}')
