@@ -127,6 +127,17 @@ def ringing_call(hub: Hub, dev: str) -> str | None:
     return None
 
 
+def ended_call(hub: Hub, call: str, timeout: float = 10) -> dict[str, Any]:
+    """The call's row once the hub has ended it: the call leaves the relay's room first,
+    then its end is written to the book."""
+
+    def row() -> dict[str, Any] | None:
+        r = hub.relay.book.get(call) if call not in hub.relay.calls else None
+        return r if r and r.get("ended") else None
+
+    return wait_until(row, timeout, f"call {call} ended in the book")  # type: ignore[no-any-return]
+
+
 def staff_account(hub: Hub, name: str, role: str = "counter") -> str:
     Accounts(hub.store).add(name, PASSWORD, role)
     return name
