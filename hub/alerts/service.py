@@ -57,6 +57,11 @@ class Alerts:
         self.public_url = public_url.rstrip("/")
         self._tokens = URLSafeTimedSerializer(secret, salt="take-incursion")
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="alerts")
+        # escalations handed to the pool: their delivery row is written only after the first
+        # attempt, which may take a slow mail server's whole timeout, and the checker runs
+        # every few seconds; without this the duty roster would hear the same incursion again
+        self._escalated: set[tuple[str, str]] = set()
+        self._escalated_lock = threading.Lock()
         #: called with the troop's cameras when someone takes it (hub: hold their deterrents)
         self.on_taken: Callable[[list[str]], None] | None = None
 
@@ -254,14 +259,22 @@ class Alerts:
                 (r.troop, r.subscriber)
                 for r in conn.execute(sa.select(deliveries.c.troop, deliveries.c.subscriber))
             }
+        with self._escalated_lock:  # troops no longer open cannot escalate: forget them
+            self._escalated = {k for k in self._escalated if k[0] in {t["id"] for t in open_troops}}
         for t in open_troops:
             for sub in self._audience(list(t["cameras"]), now, duty=None):
-                if (t["id"], sub["name"]) not in done and rules.escalates_to(
+                key = (t["id"], sub["name"])
+                if key in done or not rules.escalates_to(
                     sub["duty"], t["delivered"], now, self.escalate_after
                 ):
-                    body = text.escalation_text(t["cameras"], t["started"])
-                    self._alert(t["id"], sub, body, t["snapshot"])
-                    sent += 1
+                    continue
+                with self._escalated_lock:
+                    if key in self._escalated:
+                        continue  # handed over already, its first attempt still under way
+                    self._escalated.add(key)
+                body = text.escalation_text(t["cameras"], t["started"])
+                self._alert(t["id"], sub, body, t["snapshot"])
+                sent += 1
         return sent
 
     # -- delivery ------------------------------------------------------------------------

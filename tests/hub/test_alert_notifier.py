@@ -5,7 +5,8 @@ and the incursion message are those of the alert attack tests)."""
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -65,3 +66,35 @@ def test_apprise_notifier_delivers_text_and_snapshot() -> None:
     down = f"json://127.0.0.1:{free_port()}/hook"
     assert notifier.send(down, "Monkeys", "nobody listens", None) is False
     hook.server.shutdown()
+
+
+class Slow(Kept):
+    """Delivers to the duty roster only when let go: a mail server taking its time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def send(self, url: str, title: str, body: str, snapshot: bytes | None) -> bool:
+        if "backup" in url:
+            assert self.go.wait(10)
+        return super().send(url, title, body, snapshot)
+
+
+def test_an_escalation_still_being_sent_is_not_sent_again(store: Store) -> None:
+    slow = Slow()
+    alerts = Alerts(store, public_url="http://hub/", secret=b"s" * 32, notifier=slow)
+    alerts.add_subscriber("first", "mailto://first@example.org")
+    alerts.add_subscriber("backup", "mailto://backup@example.org", duty=1)
+    alerts.handle(incursion("field-01", contract.utcnow()), datetime.now(UTC))
+    later = datetime.now(UTC) + alerts.escalate_after + timedelta(seconds=1)
+    try:
+        assert alerts.escalate(now=later) == 1
+        # the checker comes round again while the first attempt waits on the mail server
+        assert alerts.escalate(now=later) == 0
+        assert alerts.escalate(now=later + timedelta(seconds=5)) == 0
+    finally:
+        slow.go.set()
+        alerts.close()
+    assert [url for url, *_ in slow.sent].count("mailto://backup@example.org") == 1
+    assert alerts.escalate(now=later) == 0  # and once it is recorded, never again
