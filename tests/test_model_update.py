@@ -16,6 +16,7 @@ from onnx import TensorProto, helper
 from mimamori.edge.service import Service
 from mimamori.hub.cli import Hub
 from mimamori.provisioning.fleet import Fleet
+from mimamori.provisioning.mosquitto import MosquittoProcess
 from tests.conftest import add_device
 from tests.edge.test_updates import tiny_model
 from tests.mqtt_probe import wait_until
@@ -159,3 +160,43 @@ def test_the_watch_runs_the_update_it_installed_and_goes_back_when_it_cannot(
             20,
             "the hub told why",
         )
+
+
+def test_the_bus_counter_and_the_proposer_run_the_detector_update_installed(
+    fleet: Fleet, broker: MosquittoProcess, tmp_path: Path
+) -> None:
+    from mimamori.edge.config import load_config
+    from mimamori.edge.updates import ModelStore, onnx_self_test
+    from mimamori.edge.vision.yolox import DEFAULT_YOLOX
+    from mimamori.provisioning.signing import sign_model
+
+    frame = tmp_path / "view.jpg"
+    cv2.imwrite(str(frame), np.full((240, 320, 3), 90, np.uint8))
+    door = {"name": "front", "source": str(frame), "loop": True, "fps": 5, "detector": "yolox"}
+    door |= {"line": [40, 120, 280, 120], "schedule": [[0.0, 1.0]]}
+    bus = add_device(fleet, "bus-01", "ridership", ridership={"doors": [door]})
+    field = add_device(
+        fleet, "field-01", wildlife={"source": str(frame), "loop": True, "motion": False}
+    )
+    # version 1 of the detector, signed and installed on each as a job would leave it
+    model = DEFAULT_YOLOX.with_suffix(".onnx").read_bytes()
+    signed = sign_model(fleet.signing_key, model, name="yolox-nano", version=1)
+    installed = {}
+    for cfg in (bus, field):
+        store = ModelStore(Path(load_config(cfg).device.data_dir) / "models")
+        store.slot("yolox-nano").mkdir(parents=True)
+        staged = store.slot("yolox-nano") / ".v1.partial"
+        staged.write_bytes(model)
+        installed[cfg] = store.install(signed.manifest, staged, onnx_self_test).resolve()
+    with RunningService(bus) as svc:
+        wait_until(lambda: svc.app is not None, 20, "the bus app")
+        app = svc.app
+        assert app is not None and app.model_info is not None
+        info = app.model_info
+        assert (info.name, info.source, info.version) == ("yolox-nano", "update", 1)
+        detector = app.doors[0].counter.detector  # type: ignore[attr-defined]
+        assert detector.model.manifest.file == installed[bus]
+    with RunningService(field) as svc:
+        wait_until(lambda: svc.app is not None, 30, "the watch")
+        watch = svc.app.model  # type: ignore[union-attr]
+        assert watch.proposer.manifest.file == installed[field]

@@ -14,6 +14,7 @@ from mimamori.edge.ridership.door import DoorSignal, GpioDoor, ScheduleDoor
 from mimamori.edge.ridership.gps import Gps, Reader, replay_lines, serial_lines
 from mimamori.edge.ridership.gtfs import load_feed
 from mimamori.edge.ridership.stops import StopMatcher
+from mimamori.edge.vision.manifest import load_manifest, model_info, with_update
 
 
 def build_ridership(cfg: RidershipSection, device: Device, pin_factory: Any = None) -> RidershipApp:
@@ -34,6 +35,13 @@ def build_ridership(cfg: RidershipSection, device: Device, pin_factory: Any = No
                 else replay_lines(Path(source), speed=cfg.gps_replay_speed, loop=True, sleep=sleep)
             ),
         )
+    # the person detector's manifest, its file replaced by a signed update if one is
+    # installed (onnxruntime is imported only for a door that uses it)
+    yolox = None
+    if any(d.detector == "yolox" for d in cfg.doors):
+        from mimamori.edge.vision.yolox import DEFAULT_YOLOX
+
+        yolox = with_update(load_manifest(DEFAULT_YOLOX), device.data_dir)
     doors = []
     for d in cfg.doors:
         signal: DoorSignal = (
@@ -55,11 +63,12 @@ def build_ridership(cfg: RidershipSection, device: Device, pin_factory: Any = No
                     shadow_ratio=d.shadow_ratio,
                     background_frames=d.background_frames,
                     person_score=d.person_score,
+                    model=yolox,
                 ),
                 signal,
             )
         )
-    return RidershipApp(
+    app = RidershipApp(
         doors,
         device.emit,
         vehicle=cfg.vehicle or device.id,
@@ -68,3 +77,6 @@ def build_ridership(cfg: RidershipSection, device: Device, pin_factory: Any = No
         tail_s=cfg.tail_s,
         on_close=reader.stop if reader else None,
     )
+    if yolox is not None:
+        app.model_info = model_info(yolox, device.data_dir)
+    return app

@@ -22,6 +22,7 @@ from mimamori.edge.camera import Frame
 from mimamori.edge.camera.files import IMAGE_EXT, FileSource
 from mimamori.edge.ridership.line import Anchor, Crossing, LineCounter
 from mimamori.edge.vision.blobs import BlobDetector, BlobSettings, Box
+from mimamori.edge.vision.manifest import Manifest
 from mimamori.edge.vision.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def make_detector(
     name: DetectorName,
     *,
     gate: bool = True,
-    model: Path | None = None,
+    model: Manifest | Path | None = None,
     person_area: float | None = None,
     shadow_ratio: float = 0.5,
     background_frames: int = 300,
@@ -47,7 +48,7 @@ def make_detector(
 ) -> Detector:
     """The named detector; ``yolox`` falls back to blobs (logged) if its model cannot load.
 
-    ``model``: the YOLOX manifest (default ``models/yolox-nano.toml``); ``person_area``: one
+    ``model``: the YOLOX manifest, or its path (default ``models/yolox-nano.toml``); ``person_area``: one
     person's blob as a fraction of the frame, to split blobs of several, and ``shadow_ratio``
     how dark a shadow may be (overhead cameras; see ``BlobSettings``), ``background_frames``
     how long the floor's model remembers (``BlobSettings.history``); ``person_score``:
@@ -85,9 +86,11 @@ class DoorCounter:
         shadow_ratio: float = 0.5,
         background_frames: int = 300,
         person_score: float | None = None,
+        model: Manifest | None = None,
     ) -> None:
         self.detector = make_detector(
             detector,
+            model=model,
             gate=gate,
             person_area=person_area,
             shadow_ratio=shadow_ratio,

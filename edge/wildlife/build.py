@@ -9,6 +9,7 @@ from mimamori.edge.camera import FrameSource, is_file_source, open_source
 from mimamori.edge.config import WildlifeSection
 from mimamori.edge.vision.manifest import DEFAULT_MODEL, load_manifest, model_info, with_update
 from mimamori.edge.vision.onnx import OnnxModel
+from mimamori.edge.vision.yolox import DEFAULT_YOLOX
 from mimamori.edge.wildlife.app import MotionGate, SnapshotLog, WildlifeApp
 from mimamori.edge.wildlife.deterrent import Deterrent, DeterrentRules, Pir
 from mimamori.edge.wildlife.incursion import Rules
@@ -34,7 +35,9 @@ def build_wildlife(cfg: WildlifeSection, device: Device, pin_factory: Any = None
     if classify:
         model = MonkeyWatch(
             Classifier(manifest, threads=2),
-            lean_yolox(threads=2) if cfg.proposer else None,
+            lean_yolox(with_update(load_manifest(DEFAULT_YOLOX), device.data_dir), threads=2)
+            if cfg.proposer
+            else None,
         )
     else:
         model = OnnxModel(manifest, threads=2)

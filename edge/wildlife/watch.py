@@ -238,7 +238,7 @@ def load_watch(
     return MonkeyWatch(cls, prop, person_score=person_score)
 
 
-def lean_yolox(manifest: Path | None = None, threads: int = 1) -> Proposer:
+def lean_yolox(manifest: Manifest | Path | None = None, threads: int = 1) -> Proposer:
     """YOLOX-nano as the proposer (every class, from score 0.05) on a lean session."""
     from mimamori.edge.vision.yolox import DEFAULT_YOLOX, YoloxDetector
 
