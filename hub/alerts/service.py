@@ -14,7 +14,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -61,7 +61,8 @@ class Alerts:
         # attempt, which may take a slow mail server's whole timeout, and the checker runs
         # every few seconds; without this the duty roster would hear the same incursion again
         self._escalated: set[tuple[str, str]] = set()
-        self._escalated_lock = threading.Lock()
+        self._sending_lock = threading.Lock()  # guards both: escalations and the LINE count
+        self._line_sending = 0  # LINE messages handed to the pool, not yet recorded
         #: called with the troop's cameras when someone takes it (hub: hold their deterrents)
         self.on_taken: Callable[[list[str]], None] | None = None
 
@@ -206,16 +207,28 @@ class Alerts:
         if rules.is_line(sub["url"]):
             # LINE's Messaging API plugin carries text only and a free official account has
             # ~200 messages a month: short text, the picture behind the link, within budget
-            if not rules.line_allows(self.line_used(), self.line_monthly_budget):
-                log.warning(
-                    "LINE budget of %d this month used up: %s not alerted on LINE",
-                    self.line_monthly_budget,
-                    sub["name"],
-                )
-                return
-            self._submit(troop, sub, "alert", text.LINE_TITLE, text.line_text(body, link), None)
+            # messages still being sent count too: they are recorded only once sent
+            with self._sending_lock:
+                if not rules.line_allows(
+                    self.line_used() + self._line_sending, self.line_monthly_budget
+                ):
+                    log.warning(
+                        "LINE budget of %d this month used up: %s not alerted on LINE",
+                        self.line_monthly_budget,
+                        sub["name"],
+                    )
+                    return
+                self._line_sending += 1
+            sending = self._submit(
+                troop, sub, "alert", text.LINE_TITLE, text.line_text(body, link), None
+            )
+            sending.add_done_callback(self._line_sent)
             return
         self._submit(troop, sub, "alert", text.ALERT_TITLE, text.with_link(body, link), snapshot)
+
+    def _line_sent(self, _: Future[bool]) -> None:
+        with self._sending_lock:
+            self._line_sending -= 1
 
     def told(self, troop: str) -> dict[str, bool]:
         """Who was sent this incursion's alert, and whether it reached them (last attempt)."""
@@ -259,7 +272,7 @@ class Alerts:
                 (r.troop, r.subscriber)
                 for r in conn.execute(sa.select(deliveries.c.troop, deliveries.c.subscriber))
             }
-        with self._escalated_lock:  # troops no longer open cannot escalate: forget them
+        with self._sending_lock:  # troops no longer open cannot escalate: forget them
             self._escalated = {k for k in self._escalated if k[0] in {t["id"] for t in open_troops}}
         for t in open_troops:
             for sub in self._audience(list(t["cameras"]), now, duty=None):
@@ -268,7 +281,7 @@ class Alerts:
                     sub["duty"], t["delivered"], now, self.escalate_after
                 ):
                     continue
-                with self._escalated_lock:
+                with self._sending_lock:
                     if key in self._escalated:
                         continue  # handed over already, its first attempt still under way
                     self._escalated.add(key)
@@ -287,14 +300,16 @@ class Alerts:
         title: str,
         body: str,
         snapshot_b64: str | None,
-    ) -> None:
+    ) -> Future[bool]:
         snapshot = None
         if snapshot_b64:
             try:
                 snapshot = base64.b64decode(snapshot_b64, validate=True)
             except binascii.Error as e:
                 log.warning("alert to %s goes without its snapshot (%s)", sub["name"], e)
-        self._pool.submit(self._send, troop, sub["name"], sub["url"], kind, title, body, snapshot)
+        return self._pool.submit(
+            self._send, troop, sub["name"], sub["url"], kind, title, body, snapshot
+        )
 
     def _send(
         self,

@@ -69,7 +69,7 @@ def test_apprise_notifier_delivers_text_and_snapshot() -> None:
 
 
 class Slow(Kept):
-    """Delivers to the duty roster only when let go: a mail server taking its time."""
+    """Delivers to a URL with "backup" in it only when let go: a server taking its time."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -98,3 +98,20 @@ def test_an_escalation_still_being_sent_is_not_sent_again(store: Store) -> None:
         alerts.close()
     assert [url for url, *_ in slow.sent].count("mailto://backup@example.org") == 1
     assert alerts.escalate(now=later) == 0  # and once it is recorded, never again
+
+
+def test_line_messages_still_being_sent_count_against_the_budget(store: Store) -> None:
+    slow = Slow()  # holds every message to a URL with "backup" in it
+    alerts = Alerts(store, public_url="http://hub/", secret=b"s" * 32, notifier=slow)
+    alerts.line_monthly_budget = 2
+    alerts.add_subscriber("group", "line://token/Ubackup")
+    now = datetime.now(UTC)
+    try:
+        for hours in (3, 2, 1):  # three visits, hours apart: three alerts
+            alerts.handle(incursion("field-01", now - timedelta(hours=hours)), now)
+        assert len(alerts.recent()) == 3
+    finally:
+        slow.go.set()
+        alerts.close()
+    assert len(slow.sent) == 2  # the third was over budget while two were still being sent
+    assert alerts.line_used() == 2
