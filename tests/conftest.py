@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import itertools
 import os
 import socket
 from collections.abc import Iterator
@@ -42,16 +43,34 @@ def pins() -> Iterator[MockFactory]:
     Device.pin_factory = None
 
 
+#: Ports for brokers and servers come from a band of this worker's own (pytest-xdist runs
+#: three test processes), below the kernel's ephemeral range (32768-60999 on Debian), so
+#: neither another worker nor a client's outgoing connection can take a port between its
+#: choice here and the server's bind.
+_BAND = 3000
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_next_port = itertools.cycle(range(10_000 + _WORKER * _BAND, 10_000 + (_WORKER + 1) * _BAND))
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (all held open while they are chosen)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """``n`` distinct free loopback ports from this worker's band."""
+    out: list[int] = []
+    for _ in range(_BAND):
+        port = next(_next_port)
+        if _bindable(port):
+            out.append(port)
+            if len(out) == n:
+                return out
+    raise RuntimeError(f"no {n} free loopback ports in this worker's band")
 
 
 def free_port() -> int:
@@ -61,15 +80,12 @@ def free_port() -> int:
 def free_port_pair() -> int:
     """A free loopback port whose next one is free too (the demo's broker listens on both:
     devices on ``port``, the hub on ``port + 1``)."""
-    for _ in range(100):
+    last = 10_000 + (_WORKER + 1) * _BAND - 1
+    for _ in range(_BAND):
         port = free_port()
-        with socket.socket() as a, socket.socket() as b:
-            try:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
+        if port < last and _bindable(port + 1):
+            next(_next_port)  # port + 1 is taken now
+            return port
     raise RuntimeError("no two free loopback ports in a row")
 
 
