@@ -86,8 +86,9 @@ case "$cmd" in
         say "pytest"
         set +e
         # most tests wait on a broker, a socket or a subprocess, so three run at once on two
-        # cores (pytest-xdist); a later -n in ARGS wins (-n 0: one at a time, for timings)
-        .venv/bin/python -m pytest -n "${MIMAMORI_TEST_WORKERS:-3}" "$@"
+        # cores (pytest-xdist; a module marked xdist_group stays on one worker); a later -n in
+        # ARGS wins (-n 0: one at a time, for timings)
+        .venv/bin/python -m pytest -n "${MIMAMORI_TEST_WORKERS:-3}" --dist loadgroup "$@"
         rc=$?
         set -e
         if [ $rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi

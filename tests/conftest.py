@@ -46,16 +46,20 @@ def pins() -> Iterator[MockFactory]:
 #: Ports for brokers and servers come from a band of this worker's own (pytest-xdist runs
 #: three test processes), below the kernel's ephemeral range (32768-60999 on Debian), so
 #: neither another worker nor a client's outgoing connection can take a port between its
-#: choice here and the server's bind.
+#: choice here and the server's bind. The bands start at 20000, above every port Chromium
+#: refuses to connect to (its "unsafe ports" end at 10080), and stay below 32768 for up to
+#: four workers.
+_BASE = 20_000
 _BAND = 3000
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-_next_port = itertools.cycle(range(10_000 + _WORKER * _BAND, 10_000 + (_WORKER + 1) * _BAND))
+_next_port = itertools.cycle(range(_BASE + _WORKER * _BAND, _BASE + (_WORKER + 1) * _BAND))
 
 
 def _bindable(port: int) -> bool:
+    """Free on every address (a server bound to one veth's address holds it there only)."""
     with socket.socket() as s:
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind(("", port))
         except OSError:
             return False
     return True
@@ -80,7 +84,7 @@ def free_port() -> int:
 def free_port_pair() -> int:
     """A free loopback port whose next one is free too (the demo's broker listens on both:
     devices on ``port``, the hub on ``port + 1``)."""
-    last = 10_000 + (_WORKER + 1) * _BAND - 1
+    last = _BASE + (_WORKER + 1) * _BAND - 1
     for _ in range(_BAND):
         port = free_port()
         if port < last and _bindable(port + 1):

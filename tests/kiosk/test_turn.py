@@ -33,12 +33,14 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 from mimamori.hub.cli import Hub, build
 from mimamori.provisioning.fleet import Fleet
 from mimamori.provisioning.mosquitto import MosquittoProcess
-from tests.conftest import free_port
+from tests.conftest import free_port, free_ports
 from tests.kiosk.conftest import idle_at_hub, staff_account, start_kiosk
 from tests.kiosk.test_browser import CHROMIUM, FAKE_MEDIA, staff_page
 from tests.mqtt_probe import wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+# one worker takes the whole module (run.sh: --dist loadgroup): one pair of namespaces and
+# coturns for all three calls
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("turn")]
 
 TURNSERVER = shutil.which("turnserver") or "/usr/bin/turnserver"
 USERS = {"kiosk-01": "kiosk-pass", "suzuki": "staff-pass"}
@@ -112,8 +114,11 @@ def net() -> Iterator[Net]:
             "secret": ["--use-auth-secret", f"--static-auth-secret={SECRET}"],
         }
         ports = {}
+        # coturn also listens on an alternative port, by default its port + 1: with ports
+        # handed out in order that would be the other coturn's, so each gets one of its own
+        chosen = free_ports(2 * len(auth))
         for n, (mode, args) in enumerate(auth.items()):
-            ports[mode] = free_port()
+            ports[mode], alt = chosen[2 * n], chosen[2 * n + 1]
             turn = subprocess.Popen(
                 [
                     TURNSERVER,
@@ -121,6 +126,7 @@ def net() -> Iterator[Net]:
                     f"--listening-ip={kiosk.gw}",
                     f"--listening-ip={staff.gw}",
                     f"--listening-port={ports[mode]}",
+                    f"--alt-listening-port={alt}",
                     f"--relay-ip={relay_ip}",
                     f"--min-port={49160 + 200 * n}",
                     f"--max-port={49359 + 200 * n}",
