@@ -272,8 +272,9 @@ class Alerts:
                 (r.troop, r.subscriber)
                 for r in conn.execute(sa.select(deliveries.c.troop, deliveries.c.subscriber))
             }
+        still_open = {t["id"] for t in open_troops}
         with self._sending_lock:  # troops no longer open cannot escalate: forget them
-            self._escalated = {k for k in self._escalated if k[0] in {t["id"] for t in open_troops}}
+            self._escalated = {k for k in self._escalated if k[0] in still_open}
         for t in open_troops:
             for sub in self._audience(list(t["cameras"]), now, duty=None):
                 key = (t["id"], sub["name"])
