@@ -42,8 +42,13 @@ def test_birth_state_and_clean_death(service: Service, hub_probe: Probe) -> None
         assert state.online
         assert birth.role == "wildlife" and birth.location == "north field"
         assert birth.bdseq == state.bdseq == svc.link.bdseq
-    last = contract.StatePayload.model_validate_json(hub_probe.on("field-01/state")[-1].payload)
-    assert last.online is False and last.bdseq == birth.bdseq
+
+    def last() -> contract.StatePayload:
+        return contract.StatePayload.model_validate_json(hub_probe.on("field-01/state")[-1].payload)
+
+    # the death is acknowledged by the broker before stop() returns; the probe hears it after
+    wait_until(lambda: last().online is False, 5, "the clean death at the probe")
+    assert last().bdseq == birth.bdseq
 
 
 def test_events_wait_for_hub_then_arrive_in_seq_order(service: Service, hub_probe: Probe) -> None:
